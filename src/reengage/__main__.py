@@ -1,0 +1,3 @@
+from reengage.cli import main
+
+main()

@@ -1,0 +1,144 @@
+"""Settings: defaults, then the home's `reengage.toml`, then `REENGAGE_*` environment variables.
+
+The home folder (`REENGAGE_HOME`, default `./reengage-data`) holds the config file, the SQLite
+state, the Parquet facts and the import rejects unless settings point them elsewhere.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
+
+from reengage.errors import ConfigError, HomeError
+
+CONFIG_FILE = "reengage.toml"
+ENV_PREFIX = "REENGAGE_"
+DEFAULT_HOME = "reengage-data"
+
+
+class Settings(BaseModel):
+    """Every setting, its type and its default. Each one is documented in docs/configuration.md."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    home: Path = Path(DEFAULT_HOME)
+    database_url: str | None = None
+    facts_url: str | None = None
+    timezone: str = "UTC"
+    currency: str = "EUR"
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(
+                f"unknown time zone {value!r} (use an IANA name like Europe/Rome)"
+            ) from None
+        return value
+
+    @field_validator("currency")
+    @classmethod
+    def _iso_currency(cls, value: str) -> str:
+        if len(value) != 3 or not value.isalpha():
+            raise ValueError(f"currency must be a 3-letter ISO 4217 code, not {value!r}")
+        return value.upper()
+
+    @property
+    def state_url(self) -> str:
+        return self.database_url or f"sqlite:///{(self.home / 'state.db').resolve()}"
+
+    @property
+    def facts_path(self) -> Path:
+        if self.facts_url is None:
+            return (self.home / "facts").resolve()
+        if "://" in self.facts_url and not self.facts_url.startswith("file://"):
+            raise ConfigError(
+                f"facts_url {self.facts_url!r}: only local folders are supported in this version"
+            )
+        return Path(self.facts_url.removeprefix("file://")).resolve()
+
+    @property
+    def rejects_path(self) -> Path:
+        return (self.home / "rejects").resolve()
+
+    @property
+    def zone(self) -> ZoneInfo:
+        return ZoneInfo(self.timezone)
+
+
+FIELDS = tuple(Settings.model_fields)
+
+
+@dataclass(frozen=True)
+class Home:
+    """A home folder that `reengage init` made, with the settings in force for it."""
+
+    settings: Settings
+
+    @property
+    def path(self) -> Path:
+        return self.settings.home
+
+    @property
+    def config_file(self) -> Path:
+        return self.settings.home / CONFIG_FILE
+
+
+def load_settings(env: Mapping[str, str] | None = None) -> Settings:
+    """Read the settings in force: env over the home's reengage.toml over the defaults."""
+    env = os.environ if env is None else env
+    from_env: dict[str, Any] = {}
+    for name in FIELDS:
+        key = ENV_PREFIX + name.upper()
+        if key in env and env[key] != "":
+            from_env[name] = env[key]
+    home = Path(from_env.get("home", DEFAULT_HOME)).expanduser()
+    values: dict[str, Any] = {}
+    config_file = home / CONFIG_FILE
+    if config_file.is_file():
+        values.update(_read_toml(config_file))
+        values.pop("home", None)  # the home is where the file is, not what it says
+    values.update(from_env)
+    values["home"] = home
+    try:
+        return Settings(**values)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        field = ".".join(str(p) for p in err["loc"]) or "settings"
+        where = f"{ENV_PREFIX}{field.upper()}" if field in from_env else f"{config_file} [{field}]"
+        raise ConfigError(f"{where}: {_reason(err)}") from None
+
+
+def open_home(settings: Settings) -> Home:
+    """The home the settings point at; a clear error when `init` has not made it."""
+    if not (settings.home / CONFIG_FILE).is_file():
+        raise HomeError(
+            f"{settings.home} is not a reengage home: run `reengage init` there first "
+            f"(or set REENGAGE_HOME to the home you made)"
+        )
+    return Home(settings)
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: not valid TOML ({exc})") from None
+    unknown = sorted(set(data) - set(FIELDS))
+    if unknown:
+        raise ConfigError(f"{path}: unknown setting {unknown[0]!r} (known: {', '.join(FIELDS)})")
+    return data
+
+
+def _reason(err: Mapping[str, Any]) -> str:
+    msg = str(err.get("msg", "invalid value"))
+    return msg.removeprefix("Value error, ")

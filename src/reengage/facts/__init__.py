@@ -1,0 +1,1 @@
+"""Facts: the large, append-only store (Parquet partitioned by kind and day, read by DuckDB)."""

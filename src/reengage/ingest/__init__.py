@@ -1,0 +1,1 @@
+"""Ingest: files and webhooks in, validated, into state and facts."""

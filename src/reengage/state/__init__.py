@@ -1,0 +1,1 @@
+"""State: the small, mutable, transactional store (SQLite by default, PostgreSQL in production)."""

@@ -1,0 +1,14 @@
+"""Alembic environment: reengage always hands it an open connection (see state.db.migrate)."""
+
+from alembic import context
+
+from reengage.state.schema import metadata
+
+connection = context.config.attributes["connection"]
+context.configure(
+    connection=connection,
+    target_metadata=metadata,
+    render_as_batch=connection.dialect.name == "sqlite",
+)
+with context.begin_transaction():
+    context.run_migrations()

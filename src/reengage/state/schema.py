@@ -1,0 +1,131 @@
+"""The state tables. Migrations in `migrations/versions` create them; keep the two in step.
+
+Why these shapes:
+- a contact is a person; `identities` maps every key that points at them (the shop's customer
+  id, email, phone, anonymous cookie ids) so any source can find the same person;
+- `consents` is a history, never updated in place: the current permission for a channel and
+  purpose is the latest row, and the older rows are the proof of what was allowed when.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    Column,
+    Date,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    Numeric,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+)
+
+# SQLite only autoincrements INTEGER PRIMARY KEY; PostgreSQL gets 64-bit keys.
+Id = BigInteger().with_variant(Integer(), "sqlite")
+
+metadata = MetaData(
+    naming_convention={
+        "ix": "ix_%(table_name)s_%(column_0_name)s",
+        "uq": "uq_%(table_name)s_%(column_0_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+IDENTITY_KINDS = ("customer_id", "email", "phone", "anonymous_id")
+CHANNELS = ("email", "sms", "push", "whatsapp", "ads", "onsite")
+PURPOSES = ("marketing", "profiling", "transactional")
+
+contacts = Table(
+    "contacts",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("customer_id", String(128), unique=True),
+    Column("email", String(320), index=True),
+    Column("phone", String(32)),
+    Column("first_name", String(200)),
+    Column("last_name", String(200)),
+    Column("language", String(8)),
+    Column("country", String(2)),
+    Column("city", String(200)),
+    Column("timezone", String(64)),
+    Column("birthday", Date),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+    # how the contact first reached us: "customers" (imported), "orders", "events", ...
+    Column("origin", String(32), nullable=False),
+    Column("attributes", JSON, nullable=False, default=dict),
+)
+
+identities = Table(
+    "identities",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column(
+        "contact_id", Id, ForeignKey("contacts.id", ondelete="CASCADE"), nullable=False, index=True
+    ),
+    Column("kind", String(16), nullable=False),
+    Column("value", String(320), nullable=False),
+    Column("first_seen", DateTime(timezone=True), nullable=False),
+    UniqueConstraint("kind", "value", name="uq_identities_kind_value"),
+)
+
+consents = Table(
+    "consents",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("contact_id", Id, ForeignKey("contacts.id", ondelete="CASCADE"), nullable=False),
+    Column("channel", String(16), nullable=False),
+    Column("purpose", String(32), nullable=False),
+    Column("granted", Boolean, nullable=False),
+    Column("source", String(64), nullable=False),
+    Column("recorded_at", DateTime(timezone=True), nullable=False),
+    UniqueConstraint(
+        "contact_id", "channel", "purpose", "recorded_at", name="uq_consents_contact_moment"
+    ),
+    Index("ix_consents_contact_channel", "contact_id", "channel", "purpose"),
+)
+
+products = Table(
+    "products",
+    metadata,
+    Column("product_id", String(128), primary_key=True),
+    Column("title", String(500)),
+    Column("category", String(200), index=True),
+    Column("brand", String(200)),
+    Column("price", Numeric(14, 2)),
+    Column("currency", String(3)),
+    Column("url", String(2000)),
+    Column("image_url", String(2000)),
+    Column("description", Text),
+    Column("in_stock", Boolean, nullable=False, default=True),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+    Column("origin", String(32), nullable=False),
+)
+
+imports = Table(
+    "imports",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("kind", String(16), nullable=False),
+    Column("format", String(16), nullable=False),
+    # the file's name only: a path may say whose machine it came from
+    Column("file_name", String(500), nullable=False),
+    Column("started_at", DateTime(timezone=True), nullable=False),
+    Column("finished_at", DateTime(timezone=True), nullable=False),
+    Column("read", Integer, nullable=False),
+    Column("imported", Integer, nullable=False),
+    Column("duplicates", Integer, nullable=False),
+    Column("rejected", Integer, nullable=False),
+    Column("created_contacts", Integer, nullable=False),
+    Column("created_products", Integer, nullable=False),
+    Column("rejects_file", String(1000)),
+)
