@@ -51,13 +51,13 @@ def counts(root: Path) -> dict[str, int]:
     con = connect(root)
     try:
         out: dict[str, int] = {}
-        row = con.execute("SELECT count(DISTINCT order_id), count(*) FROM orders").fetchone()
-        assert row is not None
-        out["orders"], out["order_lines"] = int(row[0]), int(row[1])
+        [(orders, lines)] = con.sql(
+            "SELECT count(DISTINCT order_id), count(*) FROM orders"
+        ).fetchall()
+        out["orders"], out["order_lines"] = int(orders), int(lines)
         for name in ("events", "message_events"):
-            got = con.execute(f"SELECT count(*) FROM {name}").fetchone()
-            assert got is not None
-            out[name] = int(got[0])
+            [(count,)] = con.sql(f"SELECT count(*) FROM {name}").fetchall()
+            out[name] = int(count)
         return out
     finally:
         con.close()

@@ -152,7 +152,7 @@ def _check_date_format(con: duckdb.DuckDBPyConnection, date_format: str) -> None
     if "%" not in date_format:
         raise InputError(f"--date-format {date_format!r}: use strftime codes such as %d/%m/%Y")
     try:
-        con.execute("SELECT try_strptime('2000-01-01', $fmt)", {"fmt": date_format})
+        con.sql("SELECT try_strptime('2000-01-01', $fmt)", params={"fmt": date_format}).fetchall()
     except duckdb.Error as exc:
         raise InputError(f"--date-format {date_format!r}: {exc}") from None
 

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, TypeVar
 
-from sqlalchemy import Connection, and_, func, select, tuple_
+from sqlalchemy import Connection, Insert, and_, func, select, tuple_
 
 from reengage.state.schema import consents, contacts, identities
 
@@ -155,6 +155,12 @@ def upsert_customers(
     return result
 
 
+def _insert_id(conn: Connection, statement: Insert) -> int:
+    key = conn.execute(statement).inserted_primary_key
+    assert key is not None
+    return int(key[0])
+
+
 def _add_identity(conn: Connection, contact_id: int, kind: str, value: str, now: datetime) -> None:
     conn.execute(
         identities.insert().values(contact_id=contact_id, kind=kind, value=value, first_seen=now)
@@ -216,7 +222,8 @@ def customers_for_emails(
         derived = "email-" + hashlib.sha256(email.encode()).hexdigest()[:16]
         contact_id = owner.get(email)
         if contact_id is None:
-            new_id = conn.execute(
+            new_id = _insert_id(
+                conn,
                 contacts.insert().values(
                     customer_id=derived,
                     email=email,
@@ -224,8 +231,8 @@ def customers_for_emails(
                     updated_at=now,
                     origin=origin,
                     attributes={},
-                )
-            ).inserted_primary_key[0]
+                ),
+            )
             _add_identity(conn, new_id, "customer_id", derived, now)
             _add_identity(conn, new_id, "email", email, now)
             result[email] = derived
@@ -301,8 +308,8 @@ def record_consents(conn: Connection, changes: list[ConsentChange]) -> int:
                 "recorded_at": c.recorded_at,
             }
         )
-    for part in chunks(new_rows):
-        conn.execute(consents.insert(), list(part))
+    for batch in chunks(new_rows):
+        conn.execute(consents.insert(), list(batch))
     return len(new_rows)
 
 

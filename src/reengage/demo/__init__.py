@@ -1,0 +1,1 @@
+"""The synthetic shop and the demo that tours reengage on it."""
