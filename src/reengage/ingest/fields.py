@@ -32,6 +32,7 @@ class Field:
     type: FieldType
     required: bool = False
     choices: tuple[str, ...] = ()
+    expected: str | None = None  # what to say when a value does not parse, if not the default
 
 
 @dataclass(frozen=True)
@@ -164,6 +165,7 @@ def validate(
         for f in fields:
             v = _q(f.name)
             expr, expected = _parse(f, v, opts)
+            expected = f.expected or expected
             parsed.append(f"{expr} AS {v}")
             if f.required:
                 reasons.append(f"WHEN __t.{v} IS NULL THEN {_lit(f.name + ': missing')}")

@@ -65,7 +65,13 @@ CANONICAL: dict[str, list[Field]] = {
         Field("event_id", "id"),
         Field("customer_id", "id"),
         Field("anonymous_id", "id"),
-        Field("type", "choice", required=True, choices=tuple(EVENT_TYPES)),
+        Field(
+            "type",
+            "choice",
+            required=True,
+            choices=tuple(EVENT_TYPES),
+            expected="unknown event type (the vocabulary is in docs/formats.md)",
+        ),
         Field("occurred_at", "datetime", required=True),
         Field("product_id", "id"),
         Field("session_id", "id"),
@@ -125,6 +131,8 @@ class Format:
                        coalesce(status, 'paid') AS status,
                        NULL::BOOLEAN AS accepts_marketing
                 FROM __typed"""
+        if kind == "products":
+            return f"SELECT * REPLACE (upper(coalesce(currency, '{currency}')) AS currency) FROM __typed"
         return "SELECT * FROM __typed"
 
     def check_columns(self, kind: str, raw: RawTable, path: Path) -> None:

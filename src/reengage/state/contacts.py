@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 from sqlalchemy import Connection, Insert, and_, func, select, tuple_
@@ -259,12 +259,18 @@ class ConsentChange:
     recorded_at: datetime
 
 
+def _utc(moment: datetime) -> datetime:
+    # SQLite hands back naive datetimes; reengage stores UTC
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+
+
 def record_consents(conn: Connection, changes: list[ConsentChange]) -> int:
-    """Append consent changes that differ from the contact's current state; how many."""
+    """Append the changes that are news: later than what is stored for the contact, channel
+    and purpose, and different from the state they follow. How many were appended."""
     if not changes:
         return 0
     keys = sorted({(c.contact_id, c.channel, c.purpose) for c in changes})
-    current: dict[tuple[int, str, str], bool] = {}
+    current: dict[tuple[int, str, str], tuple[datetime, bool]] = {}
     for part in chunks(keys, 500):
         latest = (
             select(
@@ -279,7 +285,11 @@ def record_consents(conn: Connection, changes: list[ConsentChange]) -> int:
         )
         rows = conn.execute(
             select(
-                consents.c.contact_id, consents.c.channel, consents.c.purpose, consents.c.granted
+                consents.c.contact_id,
+                consents.c.channel,
+                consents.c.purpose,
+                consents.c.recorded_at,
+                consents.c.granted,
             ).join(
                 latest,
                 and_(
@@ -290,14 +300,17 @@ def record_consents(conn: Connection, changes: list[ConsentChange]) -> int:
                 ),
             )
         )
-        current.update({(r.contact_id, r.channel, r.purpose): r.granted for r in rows})
+        current.update(
+            {(r.contact_id, r.channel, r.purpose): (_utc(r.recorded_at), r.granted) for r in rows}
+        )
     new_rows = []
-    latest_per_moment = {(c.contact_id, c.channel, c.purpose, c.recorded_at): c for c in changes}
-    for c in latest_per_moment.values():
+    for c in sorted(changes, key=lambda c: _utc(c.recorded_at)):
         key = (c.contact_id, c.channel, c.purpose)
-        if current.get(key) == c.granted:
+        at = _utc(c.recorded_at)
+        before = current.get(key)
+        if before is not None and (at <= before[0] or before[1] == c.granted):
             continue
-        current[key] = c.granted
+        current[key] = (at, c.granted)
         new_rows.append(
             {
                 "contact_id": c.contact_id,
@@ -305,7 +318,7 @@ def record_consents(conn: Connection, changes: list[ConsentChange]) -> int:
                 "purpose": c.purpose,
                 "granted": c.granted,
                 "source": c.source,
-                "recorded_at": c.recorded_at,
+                "recorded_at": at,
             }
         )
     for batch in chunks(new_rows):

@@ -61,6 +61,7 @@ def upsert_products(
         if before is None:
             new[pid] = {
                 "product_id": pid,
+                **dict.fromkeys(FIELDS),
                 "in_stock": True,
                 **values,
                 "created_at": row.get("created_at") or now,
