@@ -7,7 +7,7 @@ import json
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from datetime import UTC, date, datetime
+from datetime import date
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any, ParamSpec, TypeVar
@@ -111,11 +111,10 @@ def root(
 ) -> None:
     if now:
         try:
-            at = datetime.fromisoformat(now)
+            state.clock = FixedClock.parse(now)
         except ValueError:
             err.print(f"error: --now {now!r} is not an ISO 8601 instant")
             raise typer.Exit(2) from None
-        state.clock = FixedClock(at if at.tzinfo else at.replace(tzinfo=UTC))
     else:
         state.clock = SystemClock()
 

@@ -30,6 +30,12 @@ class FixedClock:
             raise ValueError("FixedClock needs a timezone-aware datetime")
         self._at = at.astimezone(UTC)
 
+    @classmethod
+    def parse(cls, text: str) -> FixedClock:
+        """A clock at an ISO 8601 instant; one without an offset is taken as UTC."""
+        at = datetime.fromisoformat(text)
+        return cls(at if at.tzinfo else at.replace(tzinfo=UTC))
+
     def now(self) -> datetime:
         return self._at
 

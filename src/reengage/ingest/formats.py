@@ -132,7 +132,10 @@ class Format:
                        NULL::BOOLEAN AS accepts_marketing
                 FROM __typed"""
         if kind == "products":
-            return f"SELECT * REPLACE (upper(coalesce(currency, '{currency}')) AS currency) FROM __typed"
+            return (
+                f"SELECT * REPLACE (upper(coalesce(currency, '{currency}')) AS currency) "
+                "FROM __typed"
+            )
         return "SELECT * FROM __typed"
 
     def check_columns(self, kind: str, raw: RawTable, path: Path) -> None:
