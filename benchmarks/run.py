@@ -1,0 +1,34 @@
+"""Run every benchmark and print one JSON line each.
+
+    python -m benchmarks.run            # full sizes (minutes)
+    python -m benchmarks.run --quick    # small sizes, to check they still run
+"""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+
+BENCHMARKS = {
+    "import_orders": (["--lines", "1000000"], ["--lines", "50000"]),
+}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("only", nargs="*", help="names of benchmarks to run")
+    args = parser.parse_args()
+    failed = 0
+    for name, (full, quick) in BENCHMARKS.items():
+        if args.only and name not in args.only:
+            continue
+        argv = quick if args.quick else full
+        done = subprocess.run([sys.executable, "-m", f"benchmarks.{name}", *argv], check=False)
+        failed += done.returncode != 0
+    sys.exit(1 if failed else 0)
+
+
+if __name__ == "__main__":
+    main()
