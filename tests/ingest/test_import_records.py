@@ -143,3 +143,26 @@ def test_events_with_vocabulary_and_identity_rules(
     assert rows[2][0].startswith("h-")  # derived from the row when the source gives no id
     _, again = invoke(cli, "import", "events", str(path))
     assert again["imported"] == 0
+
+
+def test_a_quoted_line_break_keeps_line_numbers_right(
+    cli: CliRunner, home: Home, engine: Engine, tmp_path: Path
+) -> None:
+    path = tmp_path / "products.csv"
+    path.write_text(
+        "product_id,title,price,description\n"
+        'P1,Shoe,10,"Light.\nWaterproof."\n'
+        "P2,Sock,abc,plain\n"
+        "\n"
+        "P3,Hat,5\n"
+        "P4,Cap,6,ok\n"
+    )
+    code, summary = invoke(cli, "import", "products", str(path))
+    assert code == 3
+    lines = Path(summary["rejects_file"]).read_text().splitlines()[1:]
+    assert [line.split(",")[0] for line in lines] == ["4", "6"]
+    with engine.connect() as conn:
+        described = conn.execute(
+            select(products.c.description).where(products.c.product_id == "P1")
+        ).scalar_one()
+    assert described == "Light.\nWaterproof."

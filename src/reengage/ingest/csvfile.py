@@ -11,6 +11,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.csv as pacsv
 
 from reengage.errors import InputError
 
@@ -84,6 +86,15 @@ def read_delimited(path: Path, delimiter: str | None = None) -> RawTable:
         delimiter = sniff_delimiter(first)
     elif len(delimiter) != 1:
         raise InputError(f"--delimiter must be one character, not {delimiter!r}")
+    return _read_fast(text, delimiter) or _read_exact(text, delimiter)
+
+
+def _header(first_line: str, delimiter: str) -> list[str]:
+    return [h.strip().lower() for h in next(csv.reader([first_line], delimiter=delimiter))]
+
+
+def _read_exact(text: str, delimiter: str) -> RawTable:
+    """Record by record with Python's csv module: slower, right for any quoting."""
     records = _records(text, delimiter)
     _, header = next(records)
     header = [h.strip().lower() for h in header]
@@ -96,8 +107,74 @@ def read_delimited(path: Path, delimiter: str | None = None) -> RawTable:
             lines.append(line)
             rows.append(fields)
         else:
-            rejected.append(Rejected(line, f"expected {width} fields, found {len(fields)}", fields))
+            rejected.append(
+                Rejected(line, f"expected {width} fields, found {len(fields)}", fields)
+            )
     return RawTable(header, columns_table(header, rows, lines), rejected)
+
+
+def _read_fast(text: str, delimiter: str) -> RawTable | None:
+    """Arrow's C++ reader, for files whose every record is one line; None for the others.
+
+    Arrow reports a bad record's text but not its line, so each is found again in the file,
+    in order; the good records take the remaining non-blank lines, in order.
+    """
+    first, _, body = text.partition("\n")
+    header = _header(first.rstrip("\r"), delimiter)
+    names = [f"c{i}" for i in range(len(header))]
+    bad: list[str] = []
+
+    def keep_bad(row: pacsv.InvalidRow) -> str:
+        bad.append(row.text)
+        return "skip"
+
+    try:
+        table = pacsv.read_csv(
+            pa.py_buffer(body.encode("utf-8")),
+            read_options=pacsv.ReadOptions(column_names=names, use_threads=False),
+            parse_options=pacsv.ParseOptions(
+                delimiter=delimiter, newlines_in_values=True, invalid_row_handler=keep_bad
+            ),
+            convert_options=pacsv.ConvertOptions(
+                column_types=dict.fromkeys(names, pa.string()),
+                strings_can_be_null=False,
+                quoted_strings_can_be_null=False,
+            ),
+        )
+    except (pa.ArrowInvalid, pa.ArrowException):
+        return None
+    if any(pc.any(pc.match_substring(table[n], "\n")).as_py() for n in names):
+        return None  # a record spans lines: line numbers need the exact reader
+    lines = body.split("\n")
+    if lines and lines[-1] == "":
+        lines.pop()
+    blank = [not line.strip() for line in lines]
+    candidates = [i for i, b in enumerate(blank) if not b]
+    if len(candidates) != table.num_rows + sum(1 for b in bad if b.strip()):
+        return None
+    rejected: list[Rejected] = []
+    taken: set[int] = set()
+    pos = 0
+    for row_text in bad:
+        if not row_text.strip():
+            continue  # a line of spaces is a blank line, as the exact reader sees it
+        while pos < len(candidates) and lines[candidates[pos]].rstrip("\r") != row_text:
+            pos += 1
+        if pos == len(candidates):
+            return None
+        index = candidates[pos]
+        taken.add(index)
+        fields = next(csv.reader([row_text], delimiter=delimiter), [])
+        rejected.append(
+            Rejected(index + 2, f"expected {len(header)} fields, found {len(fields)}", fields)
+        )
+        pos += 1
+    good_lines = [i + 2 for i in candidates if i not in taken]
+    columns: dict[str, pa.Array] = {LINE_COLUMN: pa.array(good_lines, type=pa.int64())}
+    for name, column in zip(header, names, strict=True):
+        if name and name not in columns:
+            columns[name] = table[column]
+    return RawTable(header, pa.table(columns), rejected)
 
 
 def read_whitespace(path: Path, names: list[str], widths: tuple[int, ...]) -> RawTable:
