@@ -1,0 +1,64 @@
+"""`reengage demo` and `reengage generate` from the command line."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+from typer.testing import CliRunner
+
+from reengage.cli import app
+
+
+def test_demo_runs_and_running_it_again_adds_nothing(cli: CliRunner, env: dict[str, str]) -> None:
+    args = ["--now", "2026-11-01T09:00:00Z", "demo", "--customers", "300", "--json"]
+    first = cli.invoke(app, args)
+    assert first.exit_code == 0, first.output
+    one = json.loads(first.stdout)
+    held = one["status"]
+    assert held["contacts"] >= 300
+    assert held["order_lines"] > 0 and held["events"] > 0 and held["consents"] > 0
+    assert all(s["rejected"] == 0 for s in one["imports"].values())
+    assert one["highlights"]["buyers"] > 0
+
+    second = cli.invoke(app, args)
+    assert second.exit_code == 0, second.output
+    two = json.loads(second.stdout)
+    assert all(s["imported"] == 0 for s in two["imports"].values())
+    assert {k: two["status"][k] for k in ("contacts", "order_lines", "events", "consents")} == {
+        k: held[k] for k in ("contacts", "order_lines", "events", "consents")
+    }
+
+
+def test_demo_prints_a_readable_summary(cli: CliRunner, env: dict[str, str]) -> None:
+    result = cli.invoke(app, ["--now", "2026-11-01T09:00:00Z", "demo", "--customers", "100"])
+    assert result.exit_code == 0, result.output
+    assert "Your demo shop" in result.output
+    assert "abandoned carts" in result.output
+
+
+def test_generate_writes_the_generic_formats(cli: CliRunner, tmp_path: Path) -> None:
+    out = tmp_path / "shop"
+    result = cli.invoke(
+        app,
+        [
+            "generate",
+            "--customers",
+            "50",
+            "--seed",
+            "3",
+            "--out",
+            str(out),
+            "--end",
+            "2026-06-30",
+            "--json",
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    rows = json.loads(result.stdout)["rows"]
+    assert rows["customers"] == 50
+    with open(out / "customers.csv", newline="") as fh:
+        assert sum(1 for _ in csv.DictReader(fh)) == 50
+    bad = cli.invoke(app, ["generate", "--out", str(out), "--end", "June"])
+    assert bad.exit_code == 2
