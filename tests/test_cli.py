@@ -84,3 +84,28 @@ def test_now_option_fixes_the_clock(cli: CliRunner, home: Home, tmp_path: Path) 
     assert "products-20300102T030405-p.csv" in result.output
     bad = cli.invoke(app, ["--now", "yesterday", "status"])
     assert bad.exit_code == 2
+
+
+def test_history_lists_imports_newest_first(cli: CliRunner, home: Home, tmp_path: Path) -> None:
+    (tmp_path / "incoming").mkdir()
+    path = tmp_path / "incoming" / "p.csv"
+    path.write_text("product_id,title,price\nP1,Shoe,1\nP2,,1\n")
+    cli.invoke(app, ["import", "products", str(path)])
+    cli.invoke(app, ["import", "products", str(path)])
+    result = cli.invoke(app, ["history", "--json"])
+    assert result.exit_code == 0
+    runs = json.loads(result.stdout)
+    assert [(r["imported"], r["duplicates"], r["rejected"]) for r in runs] == [(0, 1, 1), (1, 0, 1)]
+    assert runs[0]["file_name"] == "p.csv"
+    assert "incoming" not in result.stdout  # the file's name only, not where it was
+    table = cli.invoke(app, ["history"])
+    assert "p.csv" in table.output
+
+
+def test_unreachable_database_is_one_clear_error(cli: CliRunner, tmp_path: Path) -> None:
+    env = {"REENGAGE_HOME": str(tmp_path)}
+    assert cli.invoke(app, ["init"], env=env).exit_code == 0
+    env["REENGAGE_DATABASE_URL"] = "postgresql://nobody@127.0.0.1:1/none"
+    result = cli.invoke(app, ["status"], env=env)
+    assert result.exit_code == 1
+    assert result.stderr.startswith("error: cannot reach the state store")

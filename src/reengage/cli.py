@@ -150,6 +150,35 @@ def status(json_: Annotated[bool, typer.Option("--json", help="Print JSON.")] = 
     out.print(table)
 
 
+@app.command()
+@handles_errors
+def history(
+    limit: Annotated[int, typer.Option(min=1, help="How many runs to show.")] = 20,
+    json_: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """The latest imports: when, what, and how many rows were kept or rejected."""
+    from reengage.home import import_history, open_state
+
+    _, engine = open_state(load_settings())
+    try:
+        runs = import_history(engine, limit)
+    finally:
+        engine.dispose()
+    if json_:
+        emit_json(runs)
+        return
+    table = Table("when", "kind", "format", "file", "read", "imported", "duplicates", "rejected")
+    for r in runs:
+        table.add_row(
+            str(r["started_at"])[:19],
+            str(r["kind"]),
+            str(r["format"]),
+            str(r["file_name"]),
+            *(f"{r[k]:,}" for k in ("read", "imported", "duplicates", "rejected")),
+        )
+    out.print(table)
+
+
 class ImportKind(StrEnum):
     customers = "customers"
     products = "products"

@@ -5,9 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from sqlalchemy import Engine, func, select
+from sqlalchemy.exc import OperationalError
 
 from reengage.config import CONFIG_FILE, Home, Settings, open_home
-from reengage.errors import HomeError
+from reengage.errors import HomeError, StoreError
 from reengage.facts import reader
 from reengage.facts.kinds import KINDS
 from reengage.facts.layout import all_part_files
@@ -54,7 +55,13 @@ def open_state(settings: Settings) -> tuple[Home, Engine]:
     """The home and its state engine, migrated to this version's schema."""
     home = open_home(settings)
     engine = engine_for(settings.state_url)
-    revision = current_revision(engine)
+    try:
+        revision = current_revision(engine)
+    except OperationalError as exc:
+        engine.dispose()
+        raise StoreError(
+            f"cannot reach the state store {redact(settings.state_url)}: {exc.orig}"
+        ) from None
     if revision is None:
         engine.dispose()
         raise HomeError(
@@ -86,3 +93,10 @@ def status(home: Home, engine: Engine) -> dict[str, object]:
     out.update(reader.counts(settings.facts_path))
     out["facts_files"] = sum(len(all_part_files(settings.facts_path, k)) for k in KINDS.values())
     return out
+
+
+def import_history(engine: Engine, limit: int = 50) -> list[dict[str, object]]:
+    """The latest import runs, newest first."""
+    with engine.connect() as conn:
+        rows = conn.execute(select(imports).order_by(imports.c.id.desc()).limit(limit))
+        return [dict(r._mapping) for r in rows]
