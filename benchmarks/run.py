@@ -1,7 +1,7 @@
 """Run every benchmark and print one JSON line each.
 
-    python -m benchmarks.run            # full sizes (minutes)
-    python -m benchmarks.run --quick    # small sizes, to check they still run
+python -m benchmarks.run            # full sizes (minutes)
+python -m benchmarks.run --quick    # small sizes, to check they still run
 """
 
 from __future__ import annotations

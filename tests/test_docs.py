@@ -43,6 +43,7 @@ def test_cli_reference_is_current() -> None:
     fresh = f"{head}{BEGIN}\n{rendered_help()}\n{END}{tail}"
     if os.environ.get("REENGAGE_UPDATE_DOCS"):
         CLI_MD.write_text(fresh, encoding="utf-8")
+        doc = fresh
     assert doc == fresh, "docs/cli.md is stale: REENGAGE_UPDATE_DOCS=1 pytest tests/test_docs.py"
 
 

@@ -107,9 +107,7 @@ def _read_exact(text: str, delimiter: str) -> RawTable:
             lines.append(line)
             rows.append(fields)
         else:
-            rejected.append(
-                Rejected(line, f"expected {width} fields, found {len(fields)}", fields)
-            )
+            rejected.append(Rejected(line, f"expected {width} fields, found {len(fields)}", fields))
     return RawTable(header, columns_table(header, rows, lines), rejected)
 
 
