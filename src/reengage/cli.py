@@ -299,7 +299,8 @@ def generate(
     customers: Annotated[int, typer.Option(min=1, help="How many customers.")] = 1000,
     seed: Annotated[int, typer.Option(help="Same seed, same shop.")] = 42,
     end: Annotated[
-        str | None, typer.Option(help="Last day of history (YYYY-MM-DD); default today.")
+        str | None,
+        typer.Option(help="History ends as this day begins (YYYY-MM-DD, UTC); default today."),
     ] = None,
     json_: Annotated[bool, typer.Option("--json", help="Print the file list as JSON.")] = False,
 ) -> None:

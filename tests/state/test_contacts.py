@@ -157,3 +157,25 @@ def test_products_upsert_and_ensure(engine: Engine) -> None:
     assert (first.inserted, made) == (1, 1)
     assert (second.unchanged, second.updated) == (1, 1)
     assert names == {"P1": "Shoe", "P2": "Sock"}
+
+
+def test_a_shared_phone_identifies_its_first_owner_only(engine: Engine) -> None:
+    """A household's landline is on both profiles; it cannot point at two people."""
+    with engine.begin() as conn:
+        got = upsert_customers(
+            conn,
+            [row(2, "H1", phone="+390612345"), row(3, "H2", phone="+390612345")],
+            origin="customers",
+            now=NOW,
+        )
+        assert (got.inserted, got.rejected) == (2, [])
+        later = upsert_customers(
+            conn, [row(2, "H3", phone="+390612345")], origin="customers", now=NOW
+        )
+        assert later.inserted == 1
+        owners = conn.execute(
+            select(identities.c.contact_id).where(identities.c.kind == "phone")
+        ).scalars()
+        assert list(owners) == [got.contact_ids["H1"]]
+        phones = conn.execute(select(contacts.c.phone)).scalars()
+        assert set(phones) == {"+390612345"}

@@ -83,6 +83,10 @@ def upsert_customers(
             )
         )
         stored.update({r.customer_id: dict(r._mapping) for r in got})
+    phones = sorted({r["phone"] for r in rows if r.get("phone")})
+    # a phone may be a household's: it identifies its first owner, and is kept on the
+    # profile of the others without identifying them
+    phone_owner: dict[str, int | str] = dict(_owners(conn, "phone", phones))
     emails = sorted({r["email"] for r in rows if r.get("email")})
     # who owns each address: a stored contact's id, or the customer id of a row to insert
     email_owner: dict[str, int | str] = dict(_owners(conn, "email", emails))
@@ -100,6 +104,8 @@ def upsert_customers(
             continue
         if email:
             email_owner[email] = me
+        if profile["phone"]:
+            phone_owner.setdefault(profile["phone"], me)
         if isinstance(me, str):
             if cid in new:
                 changed = {c: v for c, v in profile.items() if v is not None and new[cid][c] != v}
@@ -137,7 +143,8 @@ def upsert_customers(
                         identities.c.contact_id == contact_id, identities.c.kind == kind
                     )
                 )
-                _add_identity(conn, contact_id, kind, changed[kind], now)
+                if kind == "email" or phone_owner.get(changed[kind]) == contact_id:
+                    _add_identity(conn, contact_id, kind, changed[kind], now)
 
     pending = list(new.values())
     for part in chunks(pending):
@@ -147,7 +154,7 @@ def upsert_customers(
         {"contact_id": made[cid], "kind": kind, "value": value, "first_seen": now}
         for cid, values in new.items()
         for kind, value in (("customer_id", cid), *((k, values[k]) for k in IDENTIFYING))
-        if value
+        if value and (kind != "phone" or phone_owner.get(value) == cid)
     ]
     for part in chunks(identity_rows):
         conn.execute(identities.insert(), list(part))
