@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
-import click
 import pytest
 import typer
 from typer.testing import CliRunner
@@ -17,11 +17,12 @@ from reengage.config import Home
 COMMAND = typer.main.get_command(app)
 
 
-def all_commands(group: click.Group = COMMAND, prefix: tuple[str, ...] = ()) -> list[tuple]:
+def all_commands(group: Any = COMMAND, prefix: tuple[str, ...] = ()) -> list[tuple]:
+    """Every command path, subcommands included (groups are the ones with `commands`)."""
     found = []
-    for name, cmd in group.commands.items():  # type: ignore[attr-defined]
+    for name, cmd in group.commands.items():
         found.append((*prefix, name))
-        if isinstance(cmd, click.Group):
+        if hasattr(cmd, "commands"):
             found += all_commands(cmd, (*prefix, name))
     return found
 

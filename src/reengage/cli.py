@@ -14,7 +14,7 @@ from typing import Annotated, Any, ParamSpec, TypeVar
 
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from reengage.clock import Clock, FixedClock, SystemClock
@@ -61,19 +61,6 @@ def handles_errors(fn: Callable[P, R]) -> Callable[P, R]:
 
 def emit_json(data: Any) -> None:
     sys.stdout.write(json.dumps(data, indent=2, default=str) + "\n")
-
-
-@contextmanager
-def stage_progress(label: str, quiet: bool) -> Iterator[Callable[[str], None]]:
-    """A spinner that names the stage a long job is in."""
-    if quiet:
-        yield lambda _stage: None
-        return
-    with Progress(
-        SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), console=err
-    ) as bar:
-        task = bar.add_task(label)
-        yield lambda stage: bar.update(task, description=f"{label}: {stage}")
 
 
 @contextmanager
@@ -215,7 +202,7 @@ def import_(
 
     home, engine = open_state(load_settings())
     try:
-        with stage_progress(f"importing {kind.value}", quiet=json_) as progress:
+        with counted_progress(quiet=json_) as progress:
             summary = import_file(
                 home,
                 engine,

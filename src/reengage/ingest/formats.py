@@ -6,11 +6,18 @@ SQL that turns validated rows into the canonical columns of the kind (`CANONICAL
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
 
 from reengage.errors import InputError
-from reengage.ingest.csvfile import RawTable, read_delimited, read_whitespace
+from reengage.ingest.csvfile import (
+    RawTable,
+    open_delimited,
+    read_chunks,
+    read_delimited,
+    read_whitespace,
+)
 from reengage.ingest.fields import Field, ParseOptions
 from reengage.ingest.vocabulary import EVENT_TYPES, ORDER_STATUSES
 
@@ -104,8 +111,13 @@ class Format:
     name: str
     kinds: tuple[str, ...]
 
-    def read(self, kind: str, path: Path, delimiter: str | None) -> RawTable:
-        return read_delimited(path, delimiter)
+    def pieces(
+        self, kind: str, path: Path, delimiter: str | None, chunk_bytes: int
+    ) -> Iterator[tuple[RawTable, int, int]]:
+        """The file's records in pieces: (records, bytes read so far, bytes in all)."""
+        source = open_delimited(path, delimiter)
+        for raw, done in read_chunks(source, chunk_bytes):
+            yield raw, done, source.size
 
     def fields(self, kind: str) -> list[Field]:
         return CANONICAL[kind]
@@ -150,8 +162,25 @@ class Format:
             )
 
 
-class Shopify(Format):
-    """Shopify's orders export: one row per line item, order fields on the order's first row."""
+class Whole(Format):
+    """A format read in one piece: its rows depend on one another across the file."""
+
+    def read(self, kind: str, path: Path, delimiter: str | None) -> RawTable:
+        return read_delimited(path, delimiter)
+
+    def pieces(
+        self, kind: str, path: Path, delimiter: str | None, chunk_bytes: int
+    ) -> Iterator[tuple[RawTable, int, int]]:
+        raw = self.read(kind, path, delimiter)
+        size = path.stat().st_size
+        yield raw, size, size
+
+
+class Shopify(Whole):
+    """Shopify's orders export: one row per line item, order fields on the order's first row.
+
+    Read whole: an order's later rows take their order fields from its first row.
+    """
 
     ORDER_LEVEL = (
         "email",
@@ -215,9 +244,12 @@ class Shopify(Format):
             FROM __typed"""
 
 
-class Cdnow(Format):
+class Cdnow(Whole):
     """CDNOW's transaction files: `customer date units dollars` (master) or with a second id
-    column after the customer (sample). No header; fields separated by spaces."""
+    column after the customer (sample). No header; fields separated by spaces.
+
+    Read whole: a customer's purchases of one day are numbered across the file.
+    """
 
     def read(self, kind: str, path: Path, delimiter: str | None) -> RawTable:
         return read_whitespace(path, ["customer_id", "sample_id", "date", "units", "value"], (4, 5))

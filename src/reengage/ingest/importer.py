@@ -10,6 +10,7 @@ from __future__ import annotations
 import csv
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
+from datetime import datetime
 from pathlib import Path
 
 import duckdb
@@ -18,11 +19,11 @@ import pyarrow.compute as pc
 from sqlalchemy import Engine
 
 from reengage.clock import Clock
-from reengage.config import Home
+from reengage.config import Home, Settings
 from reengage.errors import EXIT_OK, EXIT_REJECTED_ROWS, InputError
-from reengage.ingest.csvfile import LINE_COLUMN, RawTable
+from reengage.ingest.csvfile import CHUNK_BYTES, LINE_COLUMN, RawTable
 from reengage.ingest.fields import ParseOptions, validate
-from reengage.ingest.formats import format_for
+from reengage.ingest.formats import Format, format_for
 from reengage.ingest.stores import (
     Stored,
     store_customers,
@@ -32,7 +33,7 @@ from reengage.ingest.stores import (
 )
 from reengage.state.schema import imports
 
-Progress = Callable[[str], None]
+Progress = Callable[[str, int, int], None]  # (what, bytes done, bytes in all)
 
 
 @dataclass
@@ -68,8 +69,11 @@ def import_file(
     decimal_comma: bool = False,
     date_format: str | None = None,
     progress: Progress | None = None,
+    chunk_bytes: int = CHUNK_BYTES,
 ) -> ImportSummary:
-    step = progress or (lambda _stage: None)
+    """Import a file piece by piece (each piece one state transaction with its facts), so
+    memory stays bounded whatever the file's size; a crash midway leaves whole pieces, and
+    importing the file again completes it without storing anything twice."""
     fmt = format_for(format, kind)
     settings = home.settings
     con = duckdb.connect()
@@ -80,53 +84,40 @@ def import_file(
         ParseOptions(zone=settings.timezone, decimal_comma=decimal_comma, date_format=date_format)
     )
     now = clock.now()
+    total = Stored()
+    read = 0
+    header: list[str] = []
+    rejected: list[tuple[int, str, list[str]]] = []
+    try:
+        for raw, done, size in fmt.pieces(kind, path, delimiter, chunk_bytes):
+            if not header:
+                fmt.check_columns(kind, raw, path)  # before anything is stored
+                header = raw.header
+            stored, bad = _import_piece(con, engine, fmt, kind, raw, opts, settings, now)
+            read += raw.read
+            rejected += bad
+            total.imported += stored.imported
+            total.duplicates += stored.duplicates
+            total.created_contacts += stored.created_contacts
+            total.created_products += stored.created_products
+            total.consents += stored.consents
+            if progress:
+                progress(f"importing {kind}", done, size)
+    finally:
+        con.close()
 
-    step("reading")
-    raw = fmt.read(kind, path, delimiter)
-    fmt.check_columns(kind, raw, path)
-    table = raw.table
-    if (prepare := fmt.prepare_sql(kind)) is not None:
-        con.register("__raw", table)
-        table = con.sql(prepare).to_arrow_table()
-        con.unregister("__raw")
-
-    step("checking")
-    good, bad = validate(con, table, fmt.fields(kind), opts, fmt.row_checks(kind))
-    con.register("__typed", good)
-    canonical = con.sql(fmt.canonical_sql(kind, settings.currency)).to_arrow_table()
-    con.unregister("__typed")
-
-    step("storing")
-    with engine.begin() as conn:
-        stored: Stored
-        if kind == "customers":
-            stored = store_customers(conn, canonical, now)
-        elif kind == "products":
-            stored = store_products(conn, canonical, now)
-        elif kind == "orders":
-            stored = store_orders(conn, con, canonical, settings.facts_path, now)
-        else:
-            stored = store_events(conn, con, canonical, settings.facts_path, now)
-    con.close()
-
-    rejected = [(r.line, r.reason, r.fields) for r in raw.rejected]
-    reasons = dict(zip(bad.column(LINE_COLUMN).to_pylist(), bad.column(1).to_pylist(), strict=True))
-    reasons.update(dict(stored.rejected))
-    rejected += _raw_fields(raw, reasons)
-    rejects_file = (
-        _write_rejects(home, kind, path, raw.header, rejected, clock) if rejected else None
-    )
+    rejects_file = _write_rejects(home, kind, path, header, rejected, clock) if rejected else None
     summary = ImportSummary(
         kind=kind,
         format=fmt.name,
-        read=raw.read,
-        imported=stored.imported,
-        duplicates=stored.duplicates,
+        read=read,
+        imported=total.imported,
+        duplicates=total.duplicates,
         rejected=len(rejected),
         rejects_file=str(rejects_file) if rejects_file else None,
-        created_contacts=stored.created_contacts,
-        created_products=stored.created_products,
-        consents_recorded=stored.consents,
+        created_contacts=total.created_contacts,
+        created_products=total.created_products,
+        consents_recorded=total.consents,
     )
     with engine.begin() as conn:
         conn.execute(
@@ -146,6 +137,44 @@ def import_file(
             )
         )
     return summary
+
+
+def _import_piece(
+    con: duckdb.DuckDBPyConnection,
+    engine: Engine,
+    fmt: Format,
+    kind: str,
+    raw: RawTable,
+    opts: ParseOptions,
+    settings: Settings,
+    now: datetime,
+) -> tuple[Stored, list[tuple[int, str, list[str]]]]:
+    """Validate and store one piece; its rejected rows with line, reason and fields."""
+    table = raw.table
+    if (prepare := fmt.prepare_sql(kind)) is not None:
+        con.register("__raw", table)
+        table = con.sql(prepare).to_arrow_table()
+        con.unregister("__raw")
+    good, bad = validate(con, table, fmt.fields(kind), opts, fmt.row_checks(kind))
+    con.register("__typed", good)
+    canonical = con.sql(fmt.canonical_sql(kind, settings.currency)).to_arrow_table()
+    con.unregister("__typed")
+
+    with engine.begin() as conn:
+        stored: Stored
+        if kind == "customers":
+            stored = store_customers(conn, canonical, now)
+        elif kind == "products":
+            stored = store_products(conn, canonical, now)
+        elif kind == "orders":
+            stored = store_orders(conn, con, canonical, settings.facts_path, now)
+        else:
+            stored = store_events(conn, con, canonical, settings.facts_path, now)
+
+    rejected = [(r.line, r.reason, r.fields) for r in raw.rejected]
+    reasons = dict(zip(bad.column(LINE_COLUMN).to_pylist(), bad.column(1).to_pylist(), strict=True))
+    reasons.update(dict(stored.rejected))
+    return stored, rejected + _raw_fields(raw, reasons)
 
 
 def _check_date_format(con: duckdb.DuckDBPyConnection, date_format: str) -> None:
