@@ -6,34 +6,64 @@ Regenerate docs/cli.md after changing a command: REENGAGE_UPDATE_DOCS=1 pytest t
 
 from __future__ import annotations
 
+import inspect
 import os
 import re
 from pathlib import Path
+from typing import Any
 
 import pytest
-from typer.testing import CliRunner
 
 from reengage import errors
-from reengage.cli import app
 from reengage.config import FIELDS
 from reengage.ingest.formats import CANONICAL, FORMATS
 from reengage.ingest.vocabulary import EVENT_TYPES
-from test_cli import all_commands
+from test_cli import COMMAND, all_commands
 
 DOCS = Path(__file__).parent.parent / "docs"
 CLI_MD = DOCS / "cli.md"
 BEGIN, END = "<!-- begin generated help -->", "<!-- end generated help -->"
 
 
+def _command(words: tuple[str, ...]) -> Any:
+    cmd = COMMAND
+    for word in words:
+        cmd = cmd.commands[word]
+    return cmd
+
+
+def _reference(words: tuple[str, ...]) -> str:
+    """A command's help as a Markdown section: built from the command itself, so it is the
+    same whichever Typer or Rich release renders the terminal help."""
+    cmd = _command(words)
+    title = " ".join(("reengage", *words))
+    arguments = [p for p in cmd.params if p.param_type_name == "argument"]
+    usage = " ".join(
+        [title, "[OPTIONS]", *(p.name.upper() for p in arguments)]
+        + (["COMMAND [ARGS]..."] if hasattr(cmd, "commands") else [])
+    )
+    lines = [f"## {title}", "", f"`{usage}`", "", inspect.cleandoc(cmd.help or ""), ""]
+    rows = []
+    for p in cmd.params:
+        name = p.name.upper() if p.param_type_name == "argument" else ", ".join(p.opts)
+        default = ""
+        if p.param_type_name == "option" and p.default not in (None, False, ()):
+            default = f" (default: `{p.default}`)"
+        envvar = f" Env: `{p.envvar}`." if getattr(p, "envvar", None) else ""
+        rows.append(f"| `{name}` | {(p.help or '').replace('|', '/')}{default}{envvar} |")
+    if rows:
+        lines += ["| argument or option | meaning |", "| --- | --- |", *rows, ""]
+    if hasattr(cmd, "commands"):
+        lines += ["| command | what it does |", "| --- | --- |"]
+        for name, sub in cmd.commands.items():
+            summary = inspect.cleandoc(sub.help or "").splitlines()[0] if sub.help else ""
+            lines.append(f"| `{name}` | {summary} |")
+        lines.append("")
+    return "\n".join(lines)
+
+
 def rendered_help() -> str:
-    parts = []
-    for words in [(), *all_commands()]:
-        result = CliRunner().invoke(
-            app, [*words, "--help"], env={"COLUMNS": "100", "NO_COLOR": "1", "TERM": "dumb"}
-        )
-        text = "\n".join(line.rstrip() for line in result.output.strip("\n").splitlines())
-        parts.append(f"## reengage {' '.join(words)}".rstrip() + f"\n\n```\n{text}\n```\n")
-    return "\n".join(parts)
+    return "\n".join(_reference(words) for words in [(), *all_commands()])
 
 
 def test_cli_reference_is_current() -> None:
