@@ -1,0 +1,1 @@
+"""Understanding customers: features, RFM, lifecycle, BTYD, styles, recommendations."""

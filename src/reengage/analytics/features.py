@@ -1,0 +1,244 @@
+"""Customer features as of a date, written once as Ibis expressions.
+
+The same expressions run on DuckDB over the local facts and on PySpark over the same Parquet
+dataset when the facts outgrow one machine. Nothing that happened at or after `as_of` is seen,
+so a past date reproduces the shop as it stood then (whenever the facts were imported; the
+import time only decides which status of a re-imported order is the latest).
+
+Definitions (times in days, amounts in the orders' currency):
+- an *order* counts when its latest-ingested status is not cancelled or refunded; its value is
+  the sum of its lines' quantity x unit price - discount;
+- a *purchase day* is a day with at least one order (several orders on one day are one
+  purchase, as in the buy-till-you-die literature);
+- frequency = purchase days - 1 (repeat purchase days); recency = days since the last order;
+  tenure = days since the first order; monetary = mean order value;
+- inter-purchase times are the gaps between consecutive purchase days (median and 90th pct);
+- trends compare the last `window_days` with the `window_days` before: spend_trend and
+  frequency_trend are (recent - previous) / (previous + 1), so a customer who stopped scores
+  near -1 and one who accelerated scores above 0.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import ibis
+import ibis.expr.types as ir
+
+DAY = 86400.0
+VOID_STATUSES = ("cancelled", "refunded")
+MESSAGE_TYPES = {
+    "email": ("email_open", "email_click"),
+    "sms": ("sms_click",),
+    "push": ("push_click",),
+}
+
+
+def _days_before(as_of: datetime, column: ir.TimestampValue) -> ir.FloatingValue:
+    return (ibis.literal(as_of.timestamp()) - column.epoch_seconds().cast("float64")) / DAY
+
+
+def orders_as_of(orders: ir.Table, as_of: datetime) -> ir.Table:
+    """One row per valid order before as_of: customer_id, order_id, ordered_at, value, lines."""
+    seen = orders.filter(orders.ordered_at < as_of)
+    # a refund re-imports the line with a new status: the latest ingested status wins
+    latest = seen.mutate(
+        _rank=ibis.row_number().over(
+            group_by=[seen.order_id], order_by=[ibis.desc(seen.ingested_at)]
+        )
+    )
+    status = latest.filter(latest._rank == 0).select("order_id", order_status=latest.status)
+    lines = seen.join(status, "order_id")
+    lines = lines.filter(~lines.order_status.isin(VOID_STATUSES))
+    return lines.group_by(["customer_id", "order_id"]).aggregate(
+        ordered_at=lines.ordered_at.min(),
+        value=(lines.quantity * lines.unit_price - lines.discount).sum(),
+        lines=lines.count(),
+    )
+
+
+def purchase_features(orders: ir.Table, as_of: datetime, window_days: int = 90) -> ir.Table:
+    """Recency, frequency, monetary, tenure, inter-purchase times and trends per customer."""
+    o = orders_as_of(orders, as_of)
+    days = o.mutate(day=o.ordered_at.date())
+    per_day = days.group_by(["customer_id", "day"]).aggregate(at=days.ordered_at.min())
+    gaps = per_day.mutate(
+        gap=(
+            per_day.at.epoch_seconds().cast("float64")
+            - per_day.at.lag()
+            .over(group_by=per_day.customer_id, order_by=per_day.at)
+            .epoch_seconds()
+            .cast("float64")
+        )
+        / DAY
+    )
+    gaps = gaps.mutate(is_last=gaps.at == gaps.at.max().over(group_by=gaps.customer_id))
+    ipt = gaps.group_by("customer_id").aggregate(
+        purchase_days=gaps.count(),
+        ipt_median_days=gaps.gap.median(),
+        ipt_p90_days=gaps.gap.quantile(0.9),
+        # the pause before the latest purchase: a long one means the customer came back
+        last_gap_days=gaps.gap.max(where=gaps.is_last),
+    )
+    age = _days_before(as_of, o.ordered_at)
+    recent = age < window_days
+    previous = (age >= window_days) & (age < 2 * window_days)
+    totals = o.group_by("customer_id").aggregate(
+        orders=o.count(),
+        total_spent=o.value.sum(),
+        monetary=o.value.mean(),
+        first_order_at=o.ordered_at.min(),
+        last_order_at=o.ordered_at.max(),
+        recent_spent=o.value.sum(where=recent),
+        previous_spent=o.value.sum(where=previous),
+        recent_orders=o.count(where=recent),
+        previous_orders=o.count(where=previous),
+        preferred_weekday=o.ordered_at.day_of_week.index().mode(),
+        preferred_hour=o.ordered_at.hour().mode(),
+    )
+    t = totals.join(ipt, "customer_id")
+    recent_spent = t.recent_spent.fill_null(0)
+    previous_spent = t.previous_spent.fill_null(0)
+    return t.select(
+        "customer_id",
+        "orders",
+        "purchase_days",
+        frequency=t.purchase_days - 1,
+        recency_days=_days_before(as_of, t.last_order_at),
+        tenure_days=_days_before(as_of, t.first_order_at),
+        total_spent=t.total_spent,
+        monetary=t.monetary,
+        ipt_median_days=t.ipt_median_days,
+        ipt_p90_days=t.ipt_p90_days,
+        last_gap_days=t.last_gap_days,
+        spend_trend=(recent_spent - previous_spent) / (previous_spent + 1.0),
+        frequency_trend=(t.recent_orders - t.previous_orders).cast("float64")
+        / (t.previous_orders.cast("float64") + 1.0),
+        first_order_at=t.first_order_at,
+        last_order_at=t.last_order_at,
+        preferred_weekday=t.preferred_weekday,
+        preferred_hour=t.preferred_hour,
+    )
+
+
+def activity_features(events: ir.Table, as_of: datetime, window_days: int = 90) -> ir.Table:
+    """Last activity, sessions and message engagement per channel in the last window."""
+    e = events.filter(events.occurred_at < as_of, events.customer_id.notnull())
+    recent = _days_before(as_of, e.occurred_at) < window_days
+    engagement = {
+        f"{channel}_engagements": e.count(where=recent & e.type.isin(types))
+        for channel, types in MESSAGE_TYPES.items()
+    }
+    return e.group_by("customer_id").aggregate(
+        last_event_at=e.occurred_at.max(),
+        sessions=e.session_id.nunique(),
+        **engagement,
+    )
+
+
+def category_affinity(orders: ir.Table, products: ir.Table, as_of: datetime) -> ir.Table:
+    """Each customer's favourite category (by spend) and its share of their spend."""
+    o = orders.filter(orders.ordered_at < as_of)
+    o = o.filter(~o.status.isin(VOID_STATUSES))
+    lines = o.join(products.select("product_id", "category"), "product_id")
+    spend = lines.group_by(["customer_id", "category"]).aggregate(
+        spent=(lines.quantity * lines.unit_price - lines.discount).sum()
+    )
+    ranked = spend.mutate(
+        _rank=ibis.row_number().over(
+            group_by=spend.customer_id, order_by=[ibis.desc(spend.spent), spend.category]
+        ),
+        _total=spend.spent.sum().over(group_by=spend.customer_id),
+    )
+    top = ranked.filter(ranked._rank == 0)
+    return top.select(
+        "customer_id",
+        top_category=top.category,
+        top_category_share=top.spent / top._total,
+    )
+
+
+def open_carts(events: ir.Table, orders: ir.Table, products: ir.Table, as_of: datetime) -> ir.Table:
+    """What each customer put in the cart since their last order and did not take out."""
+    e = events.filter(
+        events.occurred_at < as_of,
+        events.customer_id.notnull(),
+        events.type.isin(("add_to_cart", "remove_from_cart")),
+        events.product_id.notnull(),
+    )
+    last_order = (
+        orders_as_of(orders, as_of)
+        .group_by("customer_id")
+        .aggregate(last_order_at=lambda t: t.ordered_at.max())
+    )
+    e = _attach(e, last_order)
+    e = e.filter(e.last_order_at.isnull() | (e.occurred_at > e.last_order_at))
+    per_product = e.group_by(["customer_id", "product_id"]).aggregate(
+        added=e.occurred_at.max(where=e.type == "add_to_cart"),
+        removed=e.occurred_at.max(where=e.type == "remove_from_cart"),
+    )
+    held = per_product.filter(
+        per_product.added.notnull()
+        & (per_product.removed.isnull() | (per_product.removed < per_product.added))
+    )
+    priced = held.left_join(products.select("product_id", "price"), "product_id").drop(
+        "product_id_right"
+    )
+    return priced.group_by("customer_id").aggregate(
+        cart_items=priced.count(),
+        cart_since=priced.added.min(),
+        cart_value=priced.price.cast("float64").sum(),
+        cart_products=priced.product_id.collect(),
+    )
+
+
+def _attach(left: ir.Table, right: ir.Table, key: str = "customer_id") -> ir.Table:
+    """Left join on key, keeping one key column (portable: no backend-specific USING)."""
+    return left.left_join(right, key).drop(f"{key}_right")
+
+
+def customer_features(
+    orders: ir.Table,
+    events: ir.Table,
+    products: ir.Table,
+    as_of: datetime,
+    window_days: int = 90,
+) -> ir.Table:
+    """Every feature, one row per customer seen in the orders or events before as_of."""
+    buying = purchase_features(orders, as_of, window_days)
+    active = activity_features(events, as_of, window_days)
+    people = buying.select("customer_id").union(active.select("customer_id")).distinct()
+    t = people
+    for part in (
+        buying,
+        active,
+        category_affinity(orders, products, as_of),
+        open_carts(events, orders, products, as_of),
+    ):
+        t = _attach(t, part)
+    last_seen = ibis.greatest(
+        t.last_order_at.fill_null(t.last_event_at), t.last_event_at.fill_null(t.last_order_at)
+    )
+    return t.mutate(
+        orders=t.orders.fill_null(0),
+        total_spent=t.total_spent.fill_null(0.0),
+        sessions=t.sessions.fill_null(0),
+        last_activity_at=last_seen,
+        days_since_activity=_days_before(as_of, last_seen),
+    )
+
+
+def purchase_gaps(orders: ir.Table, as_of: datetime) -> ir.Table:
+    """Every gap in days between a customer's consecutive purchase days, with the category of
+    the later purchase's first line: what the shop's own rhythm of buying looks like."""
+    o = orders.filter(orders.ordered_at < as_of)
+    o = o.filter(~o.status.isin(VOID_STATUSES))
+    per_day = o.group_by(["customer_id", o.ordered_at.date().name("day")]).aggregate(
+        at=o.ordered_at.min()
+    )
+    previous = per_day.at.lag().over(group_by=per_day.customer_id, order_by=per_day.at)
+    gaps = per_day.mutate(
+        gap=(per_day.at.epoch_seconds().cast("float64") - previous.epoch_seconds().cast("float64"))
+        / DAY
+    )
+    return gaps.filter(gaps.gap.notnull()).select("customer_id", "gap")
