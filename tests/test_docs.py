@@ -102,3 +102,14 @@ def test_every_error_is_in_the_error_tree() -> None:
         if isinstance(value, type) and issubclass(value, errors.ReengageError):
             assert name in doc
             assert f"exit {value.exit_code}" in doc.split(name, 1)[1].splitlines()[0]
+
+
+def test_every_feature_rfm_segment_and_stage_is_documented() -> None:
+    from reengage.analytics.lifecycle import STAGES
+    from reengage.analytics.rfm import SEGMENTS
+
+    text = (DOCS / "understanding.md").read_text(encoding="utf-8")
+    for name in (*STAGES, *SEGMENTS):
+        assert re.search(rf"^\| {re.escape(name)} \|", text, re.M), name
+    for column in ("recency_days", "frequency", "monetary", "cart_value", "spend_trend"):
+        assert f"`{column}`" in text

@@ -343,3 +343,11 @@ def main() -> None:
 
 if __name__ == "__main__":
     main()
+
+
+def _register_domain_commands() -> None:
+    # the domain modules add their commands to `app`; imported last, as they import this module
+    import reengage.analytics.commands  # noqa: F401
+
+
+_register_domain_commands()

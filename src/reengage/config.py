@@ -6,6 +6,7 @@ state, the Parquet facts and the import rejects unless settings point them elsew
 
 from __future__ import annotations
 
+import json
 import os
 import tomllib
 from collections.abc import Mapping
@@ -33,6 +34,8 @@ class Settings(BaseModel):
     facts_url: str | None = None
     timezone: str = "UTC"
     currency: str = "EUR"
+    inactivity_days: float | None = None
+    inactivity_days_by_category: dict[str, float] = {}
 
     @field_validator("timezone")
     @classmethod
@@ -51,6 +54,27 @@ class Settings(BaseModel):
         if len(value) != 3 or not value.isalpha():
             raise ValueError(f"currency must be a 3-letter ISO 4217 code, not {value!r}")
         return value.upper()
+
+    @field_validator("inactivity_days")
+    @classmethod
+    def _positive_days(cls, value: float | None) -> float | None:
+        if value is not None and value <= 0:
+            raise ValueError("inactivity_days must be a positive number of days")
+        return value
+
+    @field_validator("inactivity_days_by_category", mode="before")
+    @classmethod
+    def _category_days(cls, value: Any) -> Any:
+        if isinstance(value, str):  # from the environment: a JSON object
+            try:
+                value = json.loads(value)
+            except json.JSONDecodeError:
+                raise ValueError('write it as JSON, e.g. {"shoes": 120, "socks": 45}') from None
+        if isinstance(value, dict) and any(
+            not isinstance(v, int | float) or v <= 0 for v in value.values()
+        ):
+            raise ValueError("every category needs a positive number of days")
+        return value
 
     @property
     def state_url(self) -> str:

@@ -1,0 +1,119 @@
+"""Commands of customer understanding: `score`, `contacts export`, `contacts show`."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from reengage.cli import app, counted_progress, emit_json, err, handles_errors, out, state
+from reengage.config import load_settings
+
+contacts_app = typer.Typer(
+    help="Scored contacts: export them all, or show one.", no_args_is_help=True
+)
+app.add_typer(contacts_app, name="contacts")
+
+
+def _as_of(text: str | None) -> datetime:
+    if text is None:
+        return state.clock.now()
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        err.print(f"error: --as-of {text!r} is not a date (YYYY-MM-DD) or an ISO 8601 instant")
+        raise typer.Exit(2) from None
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+@app.command()
+@handles_errors
+def score(
+    as_of: Annotated[
+        str | None,
+        typer.Option(
+            help="Score as the shop stood then (YYYY-MM-DD = its start, UTC); default now."
+        ),
+    ] = None,
+    json_: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
+) -> None:
+    """Compute every contact's features, RFM, lifecycle stage and scores, and store them."""
+    from reengage.analytics.scoring import score as run_score
+    from reengage.home import open_state
+
+    moment = _as_of(as_of)
+    home, engine = open_state(load_settings())
+    try:
+        with counted_progress(quiet=json_) as progress:
+            summary = run_score(home, engine, as_of=moment, clock=state.clock, progress=progress)
+    finally:
+        engine.dispose()
+    if json_:
+        emit_json(summary.__dict__)
+        return
+    out.print(
+        f"Scored {summary.contacts:,} contacts as of {summary.as_of} "
+        f"({summary.buyers:,} buyers; inactive after {summary.threshold_days:.0f} days)."
+    )
+    table = Table("lifecycle stage", "contacts")
+    for stage, n in summary.lifecycle.items():
+        table.add_row(stage, f"{n:,}")
+    out.print(table)
+    segments = Table("RFM segment", "contacts")
+    for name, n in summary.rfm_segments.items():
+        segments.add_row(name, f"{n:,}")
+    out.print(segments)
+
+
+@contacts_app.command("export")
+@handles_errors
+def contacts_export(
+    out_file: Annotated[Path, typer.Option("--out", help="The file to write.")],
+    format: Annotated[str, typer.Option("--format", help="csv, parquet or json.")] = "csv",
+    json_: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
+) -> None:
+    """One row per contact with the latest scores: RFM, lifecycle, features."""
+    from reengage.analytics.profiles import export_contacts
+    from reengage.home import open_state
+
+    _, engine = open_state(load_settings())
+    try:
+        rows = export_contacts(engine, out_file, format)
+    finally:
+        engine.dispose()
+    if json_:
+        emit_json({"rows": rows, "out": str(out_file), "format": format})
+    else:
+        out.print(f"wrote {rows:,} contacts to {out_file}")
+
+
+@contacts_app.command("show")
+@handles_errors
+def contacts_show(
+    contact: Annotated[str, typer.Argument(help="Customer id, email or phone.")],
+    json_: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """One contact's profile: identities, consents, latest scores."""
+    from reengage.analytics.profiles import contact_profile
+    from reengage.home import open_state
+
+    _, engine = open_state(load_settings())
+    try:
+        profile = contact_profile(engine, contact)
+    finally:
+        engine.dispose()
+    if json_:
+        emit_json(profile)
+        return
+    table = Table(title=f"contact {profile['customer_id']}", show_header=False)
+    for key, value in profile.items():
+        if key == "scores" and value:
+            for k, v in value.items():
+                if k != "details" and v is not None:
+                    table.add_row(k, str(v))
+        elif key != "scores":
+            table.add_row(key, str(value))
+    out.print(table)

@@ -1,0 +1,95 @@
+"""`reengage score`, `contacts export` and `contacts show` on SQLite and PostgreSQL state."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import duckdb
+import pytest
+from sqlalchemy import Engine, func, select
+from typer.testing import CliRunner
+
+from reengage.cli import app
+from reengage.config import Home
+from reengage.state.schema import scores
+
+ORDERS = """order_id,customer_id,ordered_at,product_id,quantity,unit_price
+O1,A,2026-01-01,P1,1,10
+O2,A,2026-02-01,P1,2,10
+O3,A,2026-03-01,P2,1,50
+O4,B,2025-06-01,P2,1,50
+O5,C,2026-03-20,P1,1,10
+"""
+CUSTOMERS = "customer_id,email,email_marketing\nA,a@example.com,yes\nD,d@example.com,no\n"
+
+
+@pytest.fixture
+def shop(cli: CliRunner, home: Home, tmp_path: Path) -> Home:
+    (tmp_path / "orders.csv").write_text(ORDERS)
+    (tmp_path / "customers.csv").write_text(CUSTOMERS)
+    assert cli.invoke(app, ["import", "customers", str(tmp_path / "customers.csv")]).exit_code == 0
+    assert cli.invoke(app, ["import", "orders", str(tmp_path / "orders.csv")]).exit_code == 0
+    return home
+
+
+def score(cli: CliRunner, as_of: str) -> dict:
+    result = cli.invoke(app, ["--now", "2026-11-01T00:00:00Z", "score", "--as-of", as_of, "--json"])
+    assert result.exit_code == 0, result.output
+    return json.loads(result.stdout)
+
+
+def test_score_stores_every_contact_with_its_date(
+    cli: CliRunner, shop: Home, engine: Engine
+) -> None:
+    summary = score(cli, "2026-04-01")
+    assert summary["contacts"] == 4  # D never ordered: a prospect, scored all the same
+    assert summary["buyers"] == 3
+    assert summary["lifecycle"]["prospect"] == 1
+    assert summary["threshold_days"] == 180.0  # too few purchases to learn the shop's rhythm
+    profile = json.loads(cli.invoke(app, ["contacts", "show", "A", "--json"]).stdout)
+    s = profile["scores"]
+    assert (s["orders"], s["frequency"], s["total_spent"]) == (3, 2, 80.0)
+    assert s["recency_days"] == pytest.approx(31)
+    assert s["lifecycle"] == "repeat"
+    assert profile["consents"]["email"] is True
+    b = json.loads(cli.invoke(app, ["contacts", "show", "B", "--json"]).stdout)["scores"]
+    assert b["lifecycle"] == "inactive"  # 304 days silent: past 180, not yet past 360
+
+
+def test_history_is_kept_and_a_date_is_replaced_not_doubled(
+    cli: CliRunner, shop: Home, engine: Engine
+) -> None:
+    score(cli, "2026-02-15")
+    score(cli, "2026-04-01")
+    score(cli, "2026-04-01")
+    with engine.connect() as conn:
+        per_date = dict(
+            conn.execute(select(scores.c.as_of, func.count()).group_by(scores.c.as_of)).all()
+        )
+    assert sorted(per_date.values()) == [4, 4]
+    early = json.loads(cli.invoke(app, ["contacts", "show", "C", "--json"]).stdout)["scores"]
+    assert early["lifecycle"] == "new"  # the latest date is shown
+
+
+@pytest.mark.parametrize("fmt", ["csv", "parquet", "json"])
+def test_export_every_format(cli: CliRunner, shop: Home, tmp_path: Path, fmt: str) -> None:
+    score(cli, "2026-04-01")
+    out = tmp_path / f"contacts.{fmt}"
+    result = cli.invoke(app, ["contacts", "export", "--out", str(out), "--format", fmt, "--json"])
+    assert result.exit_code == 0, result.output
+    reader = {"csv": "read_csv", "parquet": "read_parquet", "json": "read_json"}[fmt]
+    rows = duckdb.sql(
+        f"SELECT customer_id, lifecycle, r, f, rfm_segment FROM {reader}('{out}') ORDER BY 1"
+    ).fetchall()
+    assert [r[0] for r in rows] == ["A", "B", "C", "D"]
+    assert rows[3][1] == "prospect" and rows[3][2] is None
+
+
+def test_export_before_scoring_and_unknown_contact_are_clear_errors(
+    cli: CliRunner, shop: Home, tmp_path: Path
+) -> None:
+    result = cli.invoke(app, ["contacts", "export", "--out", str(tmp_path / "x.csv")])
+    assert result.exit_code == 2 and "run `reengage score`" in result.stderr
+    result = cli.invoke(app, ["contacts", "show", "nobody"])
+    assert result.exit_code == 2 and "no contact" in result.stderr
