@@ -21,6 +21,17 @@ def test_demo_runs_and_running_it_again_adds_nothing(cli: CliRunner, env: dict[s
     assert held["order_lines"] > 0 and held["events"] > 0 and held["consents"] > 0
     assert all(s["rejected"] == 0 for s in one["imports"].values())
     assert one["highlights"]["buyers"] > 0
+    assert one["scores"]["contacts"] == held["contacts"]
+    assert set(one["scores"]["lifecycle"]) <= {
+        "prospect",
+        "new",
+        "reactivated",
+        "repeat",
+        "loyal",
+        "at_risk",
+        "inactive",
+        "lost",
+    }
 
     second = cli.invoke(app, args)
     assert second.exit_code == 0, second.output
@@ -36,6 +47,7 @@ def test_demo_prints_a_readable_summary(cli: CliRunner, env: dict[str, str]) -> 
     assert result.exit_code == 0, result.output
     assert "Your demo shop" in result.output
     assert "abandoned carts" in result.output
+    assert "Where customers stand" in result.output
 
 
 def test_generate_writes_the_generic_formats(cli: CliRunner, tmp_path: Path) -> None:

@@ -14,6 +14,7 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
+from reengage.analytics.scoring import score
 from reengage.clock import Clock
 from reengage.config import Settings
 from reengage.facts import reader
@@ -72,6 +73,7 @@ def run_demo(
                 f"already there {summary.duplicates:>9,}  rejected {summary.rejected:>5,}"
             )
         compacted = compact(settings.facts_path)
+        scored = score(home, engine, as_of=clock.now(), clock=clock)
         held = status(home, engine)
     finally:
         engine.dispose()
@@ -84,9 +86,13 @@ def run_demo(
         for key, value in highlights.items():
             table.add_row(key.replace("_", " "), value if isinstance(value, str) else f"{value:,}")
         console.print(table)
+        stages = Table(title=f"Where customers stand ({scored.as_of[:10]})", show_header=False)
+        for stage, n in scored.lifecycle.items():
+            stages.add_row(stage.replace("_", " "), f"{n:,}")
+        console.print(stages)
         console.print(
             f"Home: {settings.home}. Run the demo again: it adds nothing twice. "
-            f"Try `reengage status` or `reengage import --help`."
+            f"Try `reengage contacts show C0000001` or `reengage contacts export --out c.csv`."
         )
     return {
         "home": str(settings.home),
@@ -95,6 +101,7 @@ def run_demo(
         "imports": imported,
         "facts_files_merged": sum(r.files_before - r.files_after for r in compacted),
         "status": held,
+        "scores": scored.__dict__,
         "highlights": highlights,
     }
 
