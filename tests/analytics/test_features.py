@@ -110,6 +110,7 @@ def test_purchase_features_by_hand() -> None:
     assert a["ipt_median_days"] == pytest.approx(31)
     assert a["last_gap_days"] == pytest.approx(31)
     assert a["top_category"] == "shoes"  # 19 + 20 on shoes against 15 on socks
+    assert a["top_category_share"] == pytest.approx(39 / 54)  # the refunded order is void
     assert a["email_engagements"] == 1
     assert a["preferred_weekday"] == D.weekday()
 

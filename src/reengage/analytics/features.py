@@ -38,8 +38,8 @@ def _days_before(as_of: datetime, column: ir.TimestampValue) -> ir.FloatingValue
     return (ibis.literal(as_of.timestamp()) - column.epoch_seconds().cast("float64")) / DAY
 
 
-def orders_as_of(orders: ir.Table, as_of: datetime) -> ir.Table:
-    """One row per valid order before as_of: customer_id, order_id, ordered_at, value, lines."""
+def valid_lines(orders: ir.Table, as_of: datetime) -> ir.Table:
+    """Order lines before as_of whose order's latest status is not cancelled or refunded."""
     seen = orders.filter(orders.ordered_at < as_of)
     # a refund re-imports the line with a new status: the latest ingested status wins
     latest = seen.mutate(
@@ -50,6 +50,13 @@ def orders_as_of(orders: ir.Table, as_of: datetime) -> ir.Table:
     status = latest.filter(latest._rank == 0).select("order_id", order_status=latest.status)
     lines = seen.join(status, "order_id")
     lines = lines.filter(~lines.order_status.isin(VOID_STATUSES))
+    # the earlier copy of a re-imported line (same order, product, quantity, price) goes too
+    return lines.filter(lines.status == lines.order_status)
+
+
+def orders_as_of(orders: ir.Table, as_of: datetime) -> ir.Table:
+    """One row per valid order before as_of: customer_id, order_id, ordered_at, value, lines."""
+    lines = valid_lines(orders, as_of)
     return lines.group_by(["customer_id", "order_id"]).aggregate(
         ordered_at=lines.ordered_at.min(),
         value=(lines.quantity * lines.unit_price - lines.discount).sum(),
@@ -93,10 +100,14 @@ def purchase_features(orders: ir.Table, as_of: datetime, window_days: int = 90) 
         previous_spent=o.value.sum(where=previous),
         recent_orders=o.count(where=recent),
         previous_orders=o.count(where=previous),
-        preferred_weekday=o.ordered_at.day_of_week.index().mode(),
-        preferred_hour=o.ordered_at.hour().mode(),
     )
-    t = totals.join(ipt, "customer_id")
+    t = _attach(
+        _attach(
+            totals.join(ipt, "customer_id"),
+            _most_frequent(o, "preferred_weekday", o.ordered_at.day_of_week.index()),
+        ),
+        _most_frequent(o, "preferred_hour", o.ordered_at.hour()),
+    )
     recent_spent = t.recent_spent.fill_null(0)
     previous_spent = t.previous_spent.fill_null(0)
     return t.select(
@@ -121,6 +132,18 @@ def purchase_features(orders: ir.Table, as_of: datetime, window_days: int = 90) 
     )
 
 
+def _most_frequent(t: ir.Table, name: str, value: ir.Value) -> ir.Table:
+    """customer_id and the value seen most often (the smallest on a tie): a portable mode."""
+    counted = t.mutate(_v=value).group_by(["customer_id", "_v"]).aggregate(_n=lambda x: x.count())
+    ranked = counted.mutate(
+        _rank=ibis.row_number().over(
+            group_by=counted.customer_id, order_by=[ibis.desc(counted._n), counted._v]
+        )
+    )
+    top = ranked.filter(ranked._rank == 0)
+    return top.select("customer_id", **{name: top._v})
+
+
 def activity_features(events: ir.Table, as_of: datetime, window_days: int = 90) -> ir.Table:
     """Last activity, sessions and message engagement per channel in the last window."""
     e = events.filter(events.occurred_at < as_of, events.customer_id.notnull())
@@ -138,8 +161,7 @@ def activity_features(events: ir.Table, as_of: datetime, window_days: int = 90) 
 
 def category_affinity(orders: ir.Table, products: ir.Table, as_of: datetime) -> ir.Table:
     """Each customer's favourite category (by spend) and its share of their spend."""
-    o = orders.filter(orders.ordered_at < as_of)
-    o = o.filter(~o.status.isin(VOID_STATUSES))
+    o = valid_lines(orders, as_of)
     lines = o.join(products.select("product_id", "category"), "product_id")
     spend = lines.group_by(["customer_id", "category"]).aggregate(
         spent=(lines.quantity * lines.unit_price - lines.discount).sum()
@@ -231,8 +253,7 @@ def customer_features(
 def purchase_gaps(orders: ir.Table, as_of: datetime) -> ir.Table:
     """Every gap in days between a customer's consecutive purchase days, with the category of
     the later purchase's first line: what the shop's own rhythm of buying looks like."""
-    o = orders.filter(orders.ordered_at < as_of)
-    o = o.filter(~o.status.isin(VOID_STATUSES))
+    o = valid_lines(orders, as_of)
     per_day = o.group_by(["customer_id", o.ordered_at.date().name("day")]).aggregate(
         at=o.ordered_at.min()
     )
