@@ -93,3 +93,37 @@ def test_export_before_scoring_and_unknown_contact_are_clear_errors(
     assert result.exit_code == 2 and "run `reengage score`" in result.stderr
     result = cli.invoke(app, ["contacts", "show", "nobody"])
     assert result.exit_code == 2 and "no contact" in result.stderr
+
+
+def test_models_fit_on_cdnow_matches_the_published_estimates(
+    cli: CliRunner, home: Home
+) -> None:
+    """Fader, Hardie & Lee (2005) on the CDNOW sample, calibration to 1997-09-30, in weeks:
+    r = 0.243, alpha = 4.414, a = 0.793, b = 2.426; Gamma-Gamma p = 6.25, q = 3.74, v = 15.44."""
+    import lifetimes
+
+    sample = Path(lifetimes.__file__).parent / "datasets" / "CDNOW_sample.txt"
+    imported = cli.invoke(app, ["import", "orders", str(sample), "--format", "cdnow"])
+    assert imported.exit_code == 0, imported.output
+    result = cli.invoke(app, ["models", "fit", "--as-of", "1997-10-01", "--json"])
+    assert result.exit_code == 0, result.output
+    fitted = json.loads(result.stdout)
+    assert fitted["customers"] == 2357
+    published = {"r": 0.243, "alpha": 4.414, "a": 0.793, "b": 2.426}
+    for name, value in published.items():
+        assert fitted["bgnbd"][name] == pytest.approx(value, rel=0.005), name
+    assert fitted["bgnbd"]["log_likelihood"] == pytest.approx(-9582.4, abs=0.5)
+    for name, value in {"p": 6.25, "q": 3.74, "v": 15.44}.items():
+        assert fitted["gamma_gamma"][name] == pytest.approx(value, rel=0.005), name
+
+
+def test_score_carries_churn_and_value(cli: CliRunner, home: Home) -> None:
+    import lifetimes
+
+    sample = Path(lifetimes.__file__).parent / "datasets" / "CDNOW_sample.txt"
+    cli.invoke(app, ["import", "orders", str(sample), "--format", "cdnow"])
+    assert cli.invoke(app, ["score", "--as-of", "1997-10-01"]).exit_code == 0
+    s = json.loads(cli.invoke(app, ["contacts", "show", "00004", "--json"]).stdout)["scores"]
+    assert 0 < s["p_alive"] <= 1
+    assert s["expected_purchases_90d"] >= 0
+    assert s["expected_order_value"] > 0 and s["clv"] > 0

@@ -16,6 +16,10 @@ contacts_app = typer.Typer(
     help="Scored contacts: export them all, or show one.", no_args_is_help=True
 )
 app.add_typer(contacts_app, name="contacts")
+models_app = typer.Typer(
+    help="Buy-till-you-die models: BG/NBD and Gamma-Gamma.", no_args_is_help=True
+)
+app.add_typer(models_app, name="models")
 
 
 def _as_of(text: str | None) -> datetime:
@@ -117,3 +121,45 @@ def contacts_show(
         elif key != "scores":
             table.add_row(key, str(value))
     out.print(table)
+
+
+@models_app.command("fit")
+@handles_errors
+def models_fit(
+    as_of: Annotated[
+        str | None,
+        typer.Option(help="Fit on orders before this instant (YYYY-MM-DD = its start, UTC)."),
+    ] = None,
+    time_unit: Annotated[str, typer.Option(help="day or week.")] = "week",
+    json_: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Fit BG/NBD and Gamma-Gamma by maximum likelihood and print their parameters."""
+    import ibis
+
+    from reengage.analytics.models import fit
+    from reengage.facts import reader
+    from reengage.home import open_state
+
+    moment = _as_of(as_of)
+    home, engine = open_state(load_settings())
+    engine.dispose()
+    con = reader.connect(home.settings.facts_path)
+    try:
+        fitted = fit(ibis.duckdb.from_connection(con).table("orders"), moment, time_unit)
+    finally:
+        con.close()
+    data = fitted.as_dict()
+    if json_:
+        emit_json(data)
+        return
+    b = data["bgnbd"]
+    out.print(f"{data['customers']:,} customers, time in {time_unit}s")
+    out.print(
+        f"BG/NBD       r={b['r']:.4f} alpha={b['alpha']:.4f} a={b['a']:.4f} "
+        f"b={b['b']:.4f} log-likelihood={b['log_likelihood']:.1f}"
+    )
+    g = data["gamma_gamma"]
+    if g:
+        out.print(f"Gamma-Gamma  p={g['p']:.4f} q={g['q']:.4f} v={g['v']:.4f}")
+    else:
+        out.print("Gamma-Gamma  not fitted (too few repeat customers with spend)")

@@ -176,7 +176,7 @@ def category_affinity(orders: ir.Table, products: ir.Table, as_of: datetime) -> 
     return top.select(
         "customer_id",
         top_category=top.category,
-        top_category_share=top.spent / top._total,
+        top_category_share=ibis.ifelse(top._total > 0, top.spent / top._total, ibis.null()),
     )
 
 

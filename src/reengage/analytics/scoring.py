@@ -3,6 +3,7 @@ computed from the facts as of a date and stored in state with that date (history
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
@@ -15,9 +16,11 @@ from sqlalchemy import Engine, select
 
 from reengage.analytics.features import customer_features, purchase_gaps
 from reengage.analytics.lifecycle import Thresholds, learn_thresholds, lifecycle_stages
+from reengage.analytics.models import fit, predictions
 from reengage.analytics.rfm import rfm_scores
 from reengage.clock import Clock
 from reengage.config import Home
+from reengage.errors import InputError
 from reengage.facts import reader
 from reengage.state.contacts import chunks
 from reengage.state.schema import contacts, products, scores
@@ -71,6 +74,7 @@ def compute(home: Home, engine: Engine, as_of: datetime) -> pa.Table:
         known = ibis.memtable(features)
         rfm = rfm_scores(known).to_pyarrow()
         stages = lifecycle_stages(known, thresholds).to_pyarrow()
+        btyd = _btyd(orders, as_of)
     finally:
         con.close()
     joined = duckdb.connect()
@@ -78,11 +82,31 @@ def compute(home: Home, engine: Engine, as_of: datetime) -> pa.Table:
         joined.register("f", features)
         joined.register("r", rfm)
         joined.register("l", stages)
+        joined.register("b", btyd)
         return joined.sql(
-            "SELECT * FROM f LEFT JOIN r USING (customer_id) LEFT JOIN l USING (customer_id)"
+            """SELECT * FROM f LEFT JOIN r USING (customer_id) LEFT JOIN l USING (customer_id)
+               LEFT JOIN b USING (customer_id)"""
         ).to_arrow_table()
     finally:
         joined.close()
+
+
+def _btyd(orders: Any, as_of: datetime) -> pa.Table:
+    """The models' predictions per buyer; none (and no failure) when the shop is too small
+    or too young for the models to be fitted."""
+    try:
+        return predictions(fit(orders, as_of), as_of)
+    except InputError:
+        return pa.table(
+            {
+                "customer_id": pa.array([], pa.string()),
+                "p_alive": pa.array([], pa.float64()),
+                "expected_purchases_90d": pa.array([], pa.float64()),
+                "expected_next_order_at": pa.array([], pa.timestamp("us", tz="UTC")),
+                "expected_order_value": pa.array([], pa.float64()),
+                "clv": pa.array([], pa.float64()),
+            }
+        )
 
 
 def _with_every_contact(engine: Engine, seen: pa.Table) -> pa.Table:
@@ -108,7 +132,15 @@ def _with_every_contact(engine: Engine, seen: pa.Table) -> pa.Table:
         con.close()
 
 
+def _plain(value: Any) -> Any:
+    """JSON- and SQL-safe: NaN and infinities (0/0, an undefined mean) become missing."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
 def _row(record: dict[str, Any], contact_id: int, as_of: datetime, now: datetime) -> dict:
+    record = {k: _plain(v) for k, v in record.items()}
     row: dict[str, Any] = {c: record.get(c) for c in COLUMNS}
     row.update(contact_id=contact_id, as_of=as_of, computed_at=now)
     row["orders"] = record.get("orders") or 0

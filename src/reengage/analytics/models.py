@@ -1,0 +1,118 @@
+"""Fitting the buy-till-you-die models on a shop's orders, and scoring its customers with them.
+
+The models live in `btyd`; this module feeds them from the facts: valid orders before as_of,
+summarised per customer as the literature does (purchases on one day are one purchase; the
+first purchase starts the clock and is left out of the frequency and the mean spend).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+import ibis.expr.types as ir
+import pyarrow as pa
+from threadpoolctl import threadpool_limits
+
+from reengage.analytics.btyd import BGNBD, GammaGamma, clv, fit_bgnbd, fit_gamma_gamma
+from reengage.analytics.btyd_data import RFMSummary, rfm_summary
+from reengage.analytics.features import orders_as_of
+from reengage.errors import InputError
+
+UNITS = {"day": 1.0, "week": 7.0}
+HORIZON_DAYS = 90  # expected purchases are reported over the next 90 days
+MIN_P_ALIVE_FOR_DATE = 0.5
+
+
+@dataclass(frozen=True)
+class Fitted:
+    summary: RFMSummary
+    unit: str
+    bgnbd: BGNBD
+    gamma_gamma: GammaGamma | None
+
+    def as_dict(self) -> dict[str, Any]:
+        b, g = self.bgnbd, self.gamma_gamma
+        return {
+            "customers": int(self.summary.customer_id.size),
+            "time_unit": self.unit,
+            "bgnbd": {
+                "r": b.r,
+                "alpha": b.alpha,
+                "a": b.a,
+                "b": b.b,
+                "log_likelihood": b.log_likelihood,
+            },
+            "gamma_gamma": None
+            if g is None
+            else {
+                "p": g.p,
+                "q": g.q,
+                "v": g.v,
+                "log_likelihood": g.log_likelihood,
+            },
+        }
+
+
+def fit(orders: ir.Table, as_of: datetime, unit: str = "week") -> Fitted:
+    """Fit BG/NBD and Gamma-Gamma on every customer's valid orders before as_of."""
+    if unit not in UNITS:
+        raise InputError(f"--time-unit {unit!r}: use day or week")
+    o = orders_as_of(orders, as_of).select("customer_id", "ordered_at", "value").to_pyarrow()
+    if o.num_rows == 0:
+        raise InputError(f"no orders before {as_of.isoformat()}: nothing to fit the models to")
+    # the summary counts whole days up to and including its as_of day: the day before as_of
+    last_day = (as_of - timedelta(microseconds=1)).date()
+    summary = rfm_summary(
+        o.column("customer_id").to_numpy(zero_copy_only=False),
+        o.column("ordered_at").to_numpy(zero_copy_only=False),
+        o.column("value").to_numpy(zero_copy_only=False),
+        as_of=last_day,
+        unit_days=UNITS[unit],
+    )
+    # L-BFGS-B on four parameters crawls when a threaded BLAS competes for a busy machine
+    # (scipy issue 22438): one thread is faster here
+    with threadpool_limits(limits=1):
+        try:
+            bgnbd = fit_bgnbd(summary.x, summary.t_x, summary.T)
+        except ValueError as exc:
+            raise InputError(f"BG/NBD: {exc}") from None
+        repeat = (summary.x > 0) & (summary.m > 0)
+        gamma_gamma = None
+        if repeat.sum() >= 2:
+            try:
+                gamma_gamma = fit_gamma_gamma(summary.x[repeat], summary.m[repeat])
+            except ValueError:
+                gamma_gamma = None  # spend too uniform to fit: no value predictions
+    return Fitted(summary, unit, bgnbd, gamma_gamma)
+
+
+def predictions(fitted: Fitted, as_of: datetime, months: int = 12) -> pa.Table:
+    """customer_id, p_alive, expected_purchases_90d, expected_next_order_at,
+    expected_order_value and clv (discounted over `months`, 1% a month)."""
+    s, b, g = fitted.summary, fitted.bgnbd, fitted.gamma_gamma
+    unit_days = UNITS[fitted.unit]
+    p_alive = b.p_alive(s.x, s.t_x, s.T)
+    expected = b.expected_purchases(HORIZON_DAYS / unit_days, s.x, s.t_x, s.T)
+    wait = b.expected_days_to_next_order(s.x, s.t_x, s.T, unit_days=unit_days)
+    # a date only for customers likely still buying: "if alive" is misleading for the others
+    next_at = [
+        as_of + timedelta(days=float(d)) if alive >= MIN_P_ALIVE_FOR_DATE and d < 36500 else None
+        for d, alive in zip(wait, p_alive, strict=True)
+    ]
+    columns: dict[str, Any] = {
+        "customer_id": pa.array(s.customer_id.astype(str), pa.string()),
+        "p_alive": p_alive,
+        "expected_purchases_90d": expected,
+        "expected_next_order_at": pa.array(next_at, pa.timestamp("us", tz="UTC")),
+    }
+    if g is not None:
+        columns["expected_order_value"] = g.expected_order_value(s.x, s.m)
+        columns["clv"] = clv(
+            b, g, s.x, s.t_x, s.T, s.m, months=months, periods_per_month=30 / unit_days
+        )
+    else:
+        columns["expected_order_value"] = pa.nulls(s.x.size, pa.float64())
+        columns["clv"] = pa.nulls(s.x.size, pa.float64())
+    return pa.table(columns)
