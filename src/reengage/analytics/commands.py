@@ -163,3 +163,50 @@ def models_fit(
         out.print(f"Gamma-Gamma  p={g['p']:.4f} q={g['q']:.4f} v={g['v']:.4f}")
     else:
         out.print("Gamma-Gamma  not fitted (too few repeat customers with spend)")
+
+
+@app.command()
+@handles_errors
+def recommend(
+    product: Annotated[str | None, typer.Option(help="Offers around this product.")] = None,
+    contact: Annotated[str | None, typer.Option(help="Offers for this customer id.")] = None,
+    as_of: Annotated[str | None, typer.Option(help="From orders before this instant.")] = None,
+    k: Annotated[int, typer.Option(min=1, max=50, help="How many of each kind.")] = 5,
+    json_: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Cross-sell, up-sell and down-sell for a product or a contact."""
+    import ibis
+
+    from reengage.analytics import recommend as rec
+    from reengage.analytics.scoring import catalogue as product_table
+    from reengage.facts import reader
+    from reengage.home import open_state
+
+    if (product is None) == (contact is None):
+        err.print("error: give exactly one of --product and --contact")
+        raise typer.Exit(2)
+    moment = _as_of(as_of)
+    home, engine = open_state(load_settings())
+    try:
+        catalogue = ibis.memtable(product_table(engine))
+    finally:
+        engine.dispose()
+    con = reader.connect(home.settings.facts_path)
+    try:
+        orders = ibis.duckdb.from_connection(con).table("orders")
+        if product is not None:
+            t = rec.for_products(catalogue, orders, moment, k)
+            t = t.filter(t.product_id == product).select("kind", "rank", product_id=t.other_id)
+        else:
+            t = rec.for_contacts(catalogue, orders, moment, k)
+            t = t.filter(t.customer_id == contact).select("kind", "rank", "product_id")
+        rows = t.order_by(["kind", "rank"]).to_pyarrow().to_pylist()
+    finally:
+        con.close()
+    if json_:
+        emit_json(rows)
+        return
+    table = Table("kind", "rank", "product")
+    for r in rows:
+        table.add_row(r["kind"].replace("_", "-"), str(r["rank"] + 1), r["product_id"])
+    out.print(table)

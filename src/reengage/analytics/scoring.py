@@ -40,7 +40,8 @@ class ScoreSummary:
     rfm_segments: dict[str, int]
 
 
-def _products(engine: Engine) -> pa.Table:
+def catalogue(engine: Engine) -> pa.Table:
+    """product_id, category and price of every product in state."""
     with engine.connect() as conn:
         rows = conn.execute(
             select(products.c.product_id, products.c.category, products.c.price)
@@ -63,8 +64,8 @@ def compute(home: Home, engine: Engine, as_of: datetime) -> pa.Table:
     try:
         facts = ibis.duckdb.from_connection(con)
         orders, events = facts.table("orders"), facts.table("events")
-        catalogue = ibis.memtable(_products(engine))
-        seen = customer_features(orders, events, catalogue, as_of).to_pyarrow()
+        known_products = ibis.memtable(catalogue(engine))
+        seen = customer_features(orders, events, known_products, as_of).to_pyarrow()
         features = _with_every_contact(engine, seen)
         thresholds = learn_thresholds(
             purchase_gaps(orders, as_of),
