@@ -14,6 +14,7 @@ BENCHMARKS = {
     "import_orders": (["--lines", "1000000"], ["--lines", "50000"]),
     "generate_shop": (["--customers", "1000000"], ["--customers", "5000"]),
     "btyd_fit": (["--customers", "1000000"], ["--customers", "20000"]),
+    "style_f1": ([], ["--customers", "2000"]),
 }
 
 

@@ -95,9 +95,7 @@ def test_export_before_scoring_and_unknown_contact_are_clear_errors(
     assert result.exit_code == 2 and "no contact" in result.stderr
 
 
-def test_models_fit_on_cdnow_matches_the_published_estimates(
-    cli: CliRunner, home: Home
-) -> None:
+def test_models_fit_on_cdnow_matches_the_published_estimates(cli: CliRunner, home: Home) -> None:
     """Fader, Hardie & Lee (2005) on the CDNOW sample, calibration to 1997-09-30, in weeks:
     r = 0.243, alpha = 4.414, a = 0.793, b = 2.426; Gamma-Gamma p = 6.25, q = 3.74, v = 15.44."""
     import lifetimes

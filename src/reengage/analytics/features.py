@@ -203,8 +203,9 @@ def open_carts(events: ir.Table, orders: ir.Table, products: ir.Table, as_of: da
         per_product.added.notnull()
         & (per_product.removed.isnull() | (per_product.removed < per_product.added))
     )
-    priced = held.left_join(products.select("product_id", "price"), "product_id").drop(
-        "product_id_right"
+    prices = products.select("product_id", "price")
+    priced = held.left_join(prices, held.product_id == prices.product_id).select(
+        *[held[c] for c in held.columns], prices.price
     )
     return priced.group_by("customer_id").aggregate(
         cart_items=priced.count(),
@@ -215,8 +216,15 @@ def open_carts(events: ir.Table, orders: ir.Table, products: ir.Table, as_of: da
 
 
 def _attach(left: ir.Table, right: ir.Table, key: str = "customer_id") -> ir.Table:
-    """Left join on key, keeping one key column (portable: no backend-specific USING)."""
-    return left.left_join(right, key).drop(f"{key}_right")
+    """Left join on key, keeping one key column (portable: no backend-specific USING).
+
+    Columns are selected rather than the right key dropped: a drop after a join stops Ibis
+    from sharing subqueries, and the facts would be scanned once per use.
+    """
+    joined = left.left_join(right, left[key] == right[key])
+    return joined.select(
+        *[left[c] for c in left.columns], *[right[c] for c in right.columns if c != key]
+    )
 
 
 def customer_features(

@@ -6,7 +6,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import duckdb
@@ -18,6 +18,7 @@ from reengage.analytics.features import customer_features, purchase_gaps
 from reengage.analytics.lifecycle import Thresholds, learn_thresholds, lifecycle_stages
 from reengage.analytics.models import fit, predictions
 from reengage.analytics.rfm import rfm_scores
+from reengage.analytics.styles import infer_styles, style_signals
 from reengage.clock import Clock
 from reengage.config import Home
 from reengage.errors import InputError
@@ -41,10 +42,12 @@ class ScoreSummary:
 
 
 def catalogue(engine: Engine) -> pa.Table:
-    """product_id, category and price of every product in state."""
+    """product_id, category, price and created_at of every product in state."""
     with engine.connect() as conn:
         rows = conn.execute(
-            select(products.c.product_id, products.c.category, products.c.price)
+            select(
+                products.c.product_id, products.c.category, products.c.price, products.c.created_at
+            )
         ).all()
     return pa.table(
         {
@@ -52,6 +55,9 @@ def catalogue(engine: Engine) -> pa.Table:
             "category": pa.array([r.category for r in rows], pa.string()),
             "price": pa.array(
                 [None if r.price is None else float(r.price) for r in rows], pa.float64()
+            ),
+            "created_at": pa.array(
+                [_utc(r.created_at) for r in rows], pa.timestamp("us", tz="UTC")
             ),
         }
     )
@@ -76,6 +82,10 @@ def compute(home: Home, engine: Engine, as_of: datetime) -> pa.Table:
         rfm = rfm_scores(known).to_pyarrow()
         stages = lifecycle_stages(known, thresholds).to_pyarrow()
         btyd = _btyd(orders, as_of)
+        styles = infer_styles(
+            style_signals(orders, events, as_of, known_products).to_pyarrow(),
+            overrides=_crm_styles(engine),
+        ).rename_columns({"confidence": "style_confidence"})
     finally:
         con.close()
     joined = duckdb.connect()
@@ -84,12 +94,32 @@ def compute(home: Home, engine: Engine, as_of: datetime) -> pa.Table:
         joined.register("r", rfm)
         joined.register("l", stages)
         joined.register("b", btyd)
+        joined.register("s", styles)
         return joined.sql(
-            """SELECT * FROM f LEFT JOIN r USING (customer_id) LEFT JOIN l USING (customer_id)
-               LEFT JOIN b USING (customer_id)"""
+            """SELECT * REPLACE (coalesce(s.style, 'unknown') AS style)
+               FROM f LEFT JOIN r USING (customer_id) LEFT JOIN l USING (customer_id)
+               LEFT JOIN b USING (customer_id) LEFT JOIN s USING (customer_id)"""
         ).to_arrow_table()
     finally:
         joined.close()
+
+
+def _utc(moment: datetime | None) -> datetime | None:
+    # SQLite hands back naive datetimes; reengage stores UTC
+    if moment is None or moment.tzinfo is not None:
+        return moment
+    return moment.replace(tzinfo=UTC)
+
+
+def _crm_styles(engine: Engine) -> dict[str, str]:
+    """Styles a CRM set on contacts (attributes.style): they win over behaviour."""
+    with engine.connect() as conn:
+        rows = conn.execute(select(contacts.c.customer_id, contacts.c.attributes)).all()
+    return {
+        r.customer_id: r.attributes["style"]
+        for r in rows
+        if r.customer_id and isinstance(r.attributes, dict) and r.attributes.get("style")
+    }
 
 
 def _btyd(orders: Any, as_of: datetime) -> pa.Table:

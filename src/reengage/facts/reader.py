@@ -19,6 +19,8 @@ def connect(root: Path, *, threads: int | None = None) -> duckdb.DuckDBPyConnect
     connection (or `refresh_views`).
     """
     con = duckdb.connect()
+    # Ibis reads epochs through naive timestamps: a session in UTC keeps them true UTC
+    con.execute("SET TimeZone = 'UTC'")
     if threads:
         con.execute(f"SET threads = {int(threads)}")
     refresh_views(con, root)
