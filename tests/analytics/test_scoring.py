@@ -125,3 +125,49 @@ def test_score_carries_churn_and_value(cli: CliRunner, home: Home) -> None:
     assert 0 < s["p_alive"] <= 1
     assert s["expected_purchases_90d"] >= 0
     assert s["expected_order_value"] > 0 and s["clv"] > 0
+
+
+def test_calibration_holdout_report_on_cdnow(cli: CliRunner, home: Home, tmp_path: Path) -> None:
+    """Fit to 1997-09-30, predict the 39 weeks after; actual holdout purchase days are counted
+    here independently from the raw file."""
+    from collections import defaultdict
+
+    import lifetimes
+
+    sample = Path(lifetimes.__file__).parent / "datasets" / "CDNOW_sample.txt"
+    cli.invoke(app, ["import", "orders", str(sample), "--format", "cdnow"])
+    result = cli.invoke(
+        app,
+        [
+            "models",
+            "report",
+            "--calibration-end",
+            "1997-10-01",
+            "--holdout-end",
+            "1998-07-01",
+            "--out",
+            str(tmp_path / "report"),
+            "--json",
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+
+    calibration: dict[str, set[str]] = defaultdict(set)
+    holdout: dict[str, set[str]] = defaultdict(set)
+    for line in sample.read_text().splitlines():
+        customer, _, day, _, _ = line.split()
+        (calibration if day <= "19970930" else holdout)[customer].add(day)
+    expected: dict[str, list[int]] = defaultdict(list)
+    for customer, days in calibration.items():
+        bucket = min(len(days) - 1, 7)
+        expected["7+" if bucket == 7 else str(bucket)].append(len(holdout.get(customer, ())))
+    got = {b["frequency"]: b for b in report["buckets"]}
+    for bucket, counts in expected.items():
+        assert got[bucket]["customers"] == len(counts)
+        assert got[bucket]["actual"] == pytest.approx(sum(counts) / len(counts))
+    assert report["total_actual"] == sum(len(d) for c, d in holdout.items() if c in calibration)
+    assert got["0"]["predicted"] == pytest.approx(0.225, abs=0.005)  # FHL 2005, figure 4
+    assert 0.8 < report["total_predicted"] / report["total_actual"] < 1.0
+    assert Path(report["chart"]).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert Path(report["table"]).read_text().startswith('"frequency","customers"')

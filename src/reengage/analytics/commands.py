@@ -210,3 +210,44 @@ def recommend(
     for r in rows:
         table.add_row(r["kind"].replace("_", "-"), str(r["rank"] + 1), r["product_id"])
     out.print(table)
+
+
+@models_app.command("report")
+@handles_errors
+def models_report(
+    calibration_end: Annotated[str, typer.Option(help="Fit on orders before this date.")],
+    holdout_end: Annotated[str, typer.Option(help="Compare with orders up to this date.")],
+    out_dir: Annotated[Path, typer.Option("--out", help="Folder for holdout.csv and .png.")],
+    time_unit: Annotated[str, typer.Option(help="day or week.")] = "week",
+    json_: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Calibration and holdout: predicted against actual repeat purchases, by frequency."""
+    import ibis
+
+    from reengage.analytics.holdout import calibration_holdout, write_report
+    from reengage.facts import reader
+    from reengage.home import open_state
+
+    start, end = _as_of(calibration_end), _as_of(holdout_end)
+    home, engine = open_state(load_settings())
+    engine.dispose()
+    con = reader.connect(home.settings.facts_path)
+    try:
+        orders = ibis.duckdb.from_connection(con).table("orders")
+        report = calibration_holdout(orders, start, end, time_unit)
+    finally:
+        con.close()
+    table_path, chart_path = write_report(report, out_dir)
+    if json_:
+        emit_json(report.as_dict() | {"table": str(table_path), "chart": str(chart_path)})
+        return
+    table = Table("repeat purchases (calibration)", "customers", "actual", "predicted")
+    for r in report.buckets.to_pylist():
+        table.add_row(
+            r["frequency"], f"{r['customers']:,}", f"{r['actual']:.3f}", f"{r['predicted']:.3f}"
+        )
+    out.print(table)
+    out.print(
+        f"total: {report.total_actual:,.0f} actual, {report.total_predicted:,.0f} predicted;"
+        f" {table_path}, {chart_path}"
+    )
