@@ -15,6 +15,7 @@ BENCHMARKS = {
     "generate_shop": (["--customers", "1000000"], ["--customers", "5000"]),
     "btyd_fit": (["--customers", "1000000"], ["--customers", "20000"]),
     "style_f1": ([], ["--customers", "2000"]),
+    "score": (["--customers", "100000"], ["--customers", "2000"]),
 }
 
 

@@ -7,6 +7,7 @@ import os
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import psycopg
 import pytest
@@ -87,3 +88,37 @@ def clock() -> FixedClock:
 @pytest.fixture
 def cli() -> CliRunner:
     return CliRunner()
+
+
+@pytest.fixture(scope="session")
+def spark() -> Iterator[Any]:
+    """One local PySpark session for the whole run (starting the JVM is the slow part).
+
+    Skipped without PySpark or Java, except in CI, where .ci/run installs both and sets
+    REENGAGE_REQUIRE_SPARK so that a missing piece fails instead.
+    """
+    import shutil
+
+    required = bool(os.environ.get("REENGAGE_REQUIRE_SPARK"))
+    try:
+        from pyspark.sql import SparkSession
+    except ImportError:
+        if required:
+            pytest.fail("PySpark is not installed")
+        pytest.skip("PySpark is in the test extra")
+    if shutil.which("java") is None:
+        if required:
+            pytest.fail("PySpark needs Java and none is installed")
+        pytest.skip("PySpark needs Java (a JRE); .ci/run installs one")
+    session = (
+        SparkSession.builder.master("local[1]")
+        .appName("reengage-tests")
+        .config("spark.sql.session.timeZone", "UTC")
+        .config("spark.ui.enabled", "false")
+        .config("spark.sql.shuffle.partitions", "1")
+        .getOrCreate()
+    )
+    try:
+        yield session
+    finally:
+        session.stop()

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import math
-import os
-import shutil
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -15,8 +13,6 @@ import pytest
 import test_features as shop
 
 from reengage.analytics.features import customer_features
-
-pyspark = pytest.importorskip("pyspark", reason="PySpark is in the test extra")
 
 
 def normal(value: Any) -> Any:
@@ -39,14 +35,7 @@ def rows(table: Any) -> list[dict[str, Any]]:
 
 
 @pytest.mark.spark
-def test_features_equal_on_pyspark_and_duckdb(tmp_path: Path) -> None:
-    from pyspark.sql import SparkSession
-
-    if shutil.which("java") is None:
-        # .ci/run installs Java and sets REENGAGE_REQUIRE_SPARK, so CI never skips this
-        if os.environ.get("REENGAGE_REQUIRE_SPARK"):
-            pytest.fail("PySpark needs Java and none is installed")
-        pytest.skip("PySpark needs Java (a JRE); .ci/run installs one")
+def test_features_equal_on_pyspark_and_duckdb(tmp_path: Path, spark: Any) -> None:
     tables = {
         "orders": shop.orders_table(shop.ORDERS_A).to_pyarrow(),
         "events": shop.events_table(shop.EVENTS_A).to_pyarrow(),
@@ -54,31 +43,15 @@ def test_features_equal_on_pyspark_and_duckdb(tmp_path: Path) -> None:
     }
     for name, table in tables.items():
         pq.write_table(table, tmp_path / f"{name}.parquet")
+    names = ("orders", "events", "products")
     duck = ibis.duckdb.connect()
     expected = customer_features(
-        *(duck.read_parquet(tmp_path / f"{n}.parquet") for n in ("orders", "events", "products")),
-        shop.AS_OF,
+        *(duck.read_parquet(tmp_path / f"{n}.parquet") for n in names), shop.AS_OF
     ).to_pyarrow()
-
-    spark = (
-        SparkSession.builder.master("local[1]")
-        .appName("reengage-tests")
-        .config("spark.sql.session.timeZone", "UTC")
-        .config("spark.ui.enabled", "false")
-        .config("spark.sql.shuffle.partitions", "1")
-        .getOrCreate()
-    )
-    try:
-        con = ibis.pyspark.connect(spark)
-        got = customer_features(
-            *(
-                con.read_parquet(str(tmp_path / f"{n}.parquet"))
-                for n in ("orders", "events", "products")
-            ),
-            shop.AS_OF,
-        ).to_pyarrow()
-    finally:
-        spark.stop()
+    con = ibis.pyspark.connect(spark)
+    got = customer_features(
+        *(con.read_parquet(str(tmp_path / f"{n}.parquet")) for n in names), shop.AS_OF
+    ).to_pyarrow()
     assert got.column_names == expected.column_names
     for mine, theirs in zip(rows(got), rows(expected), strict=True):
         for key in mine:

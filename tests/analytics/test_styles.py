@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
@@ -492,14 +490,7 @@ def test_a_past_as_of_sees_what_truncated_facts_show(shop: Shop) -> None:
 
 
 @pytest.mark.spark
-def test_signals_equal_on_pyspark_and_duckdb(tmp_path: Path) -> None:
-    pytest.importorskip("pyspark", reason="PySpark is in the test extra")
-    from pyspark.sql import SparkSession
-
-    if shutil.which("java") is None:
-        if os.environ.get("REENGAGE_REQUIRE_SPARK"):
-            pytest.fail("PySpark needs Java and none is installed")
-        pytest.skip("PySpark needs Java (a JRE)")
+def test_signals_equal_on_pyspark_and_duckdb(tmp_path: Path, spark: Any) -> None:
     tables = {
         "orders": orders_table(ORDERS_A).to_pyarrow(),
         "events": events_table(EVENTS_A + SURVEY).to_pyarrow(),
@@ -515,16 +506,5 @@ def test_signals_equal_on_pyspark_and_duckdb(tmp_path: Path) -> None:
         return style_signals(read("orders"), read("events"), AS_OF, read("products")).to_pyarrow()
 
     expected = signals_on(ibis.duckdb.connect())
-    spark = (
-        SparkSession.builder.master("local[1]")
-        .appName("reengage-tests")
-        .config("spark.sql.session.timeZone", "UTC")
-        .config("spark.ui.enabled", "false")
-        .config("spark.sql.shuffle.partitions", "1")
-        .getOrCreate()
-    )
-    try:
-        got = signals_on(ibis.pyspark.connect(spark))
-    finally:
-        spark.stop()
+    got = signals_on(ibis.pyspark.connect(spark))
     same_rows(expected, got.cast(expected.schema))
