@@ -49,30 +49,32 @@ def lifetimes_pipeline(facts: object) -> float:
            GROUP BY customer_id, order_id, ordered_at"""
     ).df()
     con.close()
+    # lifetimes 0.11 on pandas 3 needs nanosecond times and gives NaN rows for string ids
     orders["ordered_at"] = orders["ordered_at"].astype("datetime64[ns]")
+    orders["customer_id"] = pd.factorize(orders["customer_id"])[0]
     start = time.perf_counter()
     summary = summary_data_from_transaction_data(
         orders,
         "customer_id",
         "ordered_at",
         monetary_value_col="value",
-        observation_period_end=pd.Timestamp(END),
+        observation_period_end=pd.Timestamp(END) - pd.Timedelta(days=1),
         freq="D",
     )
     bgf = BetaGeoFitter(penalizer_coef=0.0).fit(
-        summary.frequency, summary.recency / 7, summary.T / 7
+        summary.frequency, summary.recency / 7, summary["T"] / 7
     )
     repeat = summary[(summary.frequency > 0) & (summary.monetary_value > 0)]
     ggf = GammaGammaFitter(penalizer_coef=0.0).fit(repeat.frequency, repeat.monetary_value)
-    bgf.conditional_probability_alive(summary.frequency, summary.recency / 7, summary.T / 7)
+    bgf.conditional_probability_alive(summary.frequency, summary.recency / 7, summary["T"] / 7)
     bgf.conditional_expected_number_of_purchases_up_to_time(
-        90 / 7, summary.frequency, summary.recency / 7, summary.T / 7
+        90 / 7, summary.frequency, summary.recency / 7, summary["T"] / 7
     )
     ggf.customer_lifetime_value(
         bgf,
         repeat.frequency,
         repeat.recency / 7,
-        repeat.T / 7,
+        repeat["T"] / 7,
         repeat.monetary_value,
         time=12,
         freq="W",
