@@ -32,20 +32,36 @@ def refresh_views(con: duckdb.DuckDBPyConnection, root: Path) -> None:
         _define_view(con, root, kind)
 
 
+def _listing(files: list[str]) -> str:
+    return "[" + ", ".join("'" + f.replace("'", "''") + "'" for f in files) + "]"
+
+
 def _define_view(con: duckdb.DuckDBPyConnection, root: Path, kind: FactKind) -> None:
-    files = [str(f) for f in all_part_files(root, kind)]
-    if not files:
+    by_day: dict[Path, list[str]] = {}
+    for f in all_part_files(root, kind):
+        by_day.setdefault(f.parent, []).append(str(f))
+    if not by_day:
         con.register(f"__empty_{kind.name}", pa.table({n: [] for n in kind.columns}, kind.schema))
         con.execute(f"CREATE OR REPLACE VIEW {kind.name} AS SELECT * FROM __empty_{kind.name}")
         return
-    listing = ", ".join("'" + f.replace("'", "''") + "'" for f in files)
-    con.execute(
-        f"""
-        CREATE OR REPLACE VIEW {kind.name} AS
-        SELECT * FROM read_parquet([{listing}], union_by_name = true)
-        QUALIFY row_number() OVER (PARTITION BY "{kind.id_column}" ORDER BY ingested_at) = 1
-        """
-    )
+    # A file never repeats an id (the writer and compaction see to it), and an id always falls
+    # on the same day, so only days of several files can hold a repeat: only they pay for the
+    # one-row-per-id window. After `facts compact`, no day does.
+    single = [fs[0] for fs in by_day.values() if len(fs) == 1]
+    several = [f for fs in by_day.values() if len(fs) > 1 for f in fs]
+    columns = ", ".join(f'"{c}"' for c in kind.columns)
+    parts = []
+    if single:
+        parts.append(
+            f"SELECT {columns} FROM read_parquet({_listing(single)}, union_by_name = true)"
+        )
+    if several:
+        parts.append(
+            f"""SELECT {columns} FROM read_parquet({_listing(several)}, union_by_name = true)
+                QUALIFY row_number() OVER (
+                    PARTITION BY "{kind.id_column}" ORDER BY ingested_at) = 1"""
+        )
+    con.execute(f"CREATE OR REPLACE VIEW {kind.name} AS " + " UNION ALL ".join(parts))
 
 
 def counts(root: Path) -> dict[str, int]:
