@@ -20,9 +20,9 @@ from pathlib import Path
 import ibis
 import pyarrow as pa
 import pyarrow.csv as pacsv
-from sqlalchemy import select
 
 from benchmarks.common import report, scratch, timed
+from reengage.analytics.scoring import catalogue
 from reengage.analytics.styles import (
     DEFAULT_THRESHOLD,
     STYLES,
@@ -38,7 +38,6 @@ from reengage.facts import reader
 from reengage.home import init_home
 from reengage.ingest.importer import import_file
 from reengage.state.db import engine_for
-from reengage.state.schema import products
 
 #: Seeds of the shops the scoring constants were calibrated on: never benchmark on them.
 CALIBRATION_SEEDS = (1, 2)
@@ -54,20 +53,10 @@ def _import(folder: Path, shop: Path) -> tuple[Path, pa.Table]:
     try:
         for kind in ("products", "customers", "orders", "events"):
             import_file(home, engine, kind, shop / f"{kind}.csv", clock=clock)
-        with engine.connect() as conn:
-            rows = conn.execute(
-                select(products.c.product_id, products.c.category, products.c.created_at)
-            ).all()
+        products = catalogue(engine)
     finally:
         engine.dispose()
-    catalogue = pa.table(
-        {
-            "product_id": pa.array([r.product_id for r in rows], pa.string()),
-            "category": pa.array([r.category for r in rows], pa.string()),
-            "created_at": pa.array([r.created_at for r in rows], pa.timestamp("us", tz="UTC")),
-        }
-    )
-    return settings.facts_path, catalogue
+    return settings.facts_path, products
 
 
 def _rounded(scores: StyleReport) -> dict[str, object]:

@@ -19,8 +19,8 @@ import pyarrow.parquet as pq
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from sqlalchemy import select
 
+from reengage.analytics.scoring import catalogue as product_catalogue
 from reengage.analytics.styles import (
     SIGNALS,
     STYLES,
@@ -40,7 +40,6 @@ from reengage.facts.kinds import EVENTS, ORDERS
 from reengage.home import init_home
 from reengage.ingest.importer import import_file
 from reengage.state.db import engine_for
-from reengage.state.schema import products as products_table
 
 DOCS = Path(__file__).parent.parent.parent / "docs" / "styles.md"
 D = datetime(2026, 1, 1, tzinfo=UTC)
@@ -407,23 +406,9 @@ def shop(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Shop]:
                 getattr(files, kind),
                 clock=FixedClock.parse("2026-06-01T00:00:00Z"),
             )
-        with engine.connect() as conn:
-            rows = conn.execute(
-                select(
-                    products_table.c.product_id,
-                    products_table.c.category,
-                    products_table.c.created_at,
-                )
-            ).all()
+        catalogue = product_catalogue(engine)
     finally:
         engine.dispose()
-    catalogue = pa.table(
-        {
-            "product_id": pa.array([r.product_id for r in rows], pa.string()),
-            "category": pa.array([r.category for r in rows], pa.string()),
-            "created_at": pa.array([r.created_at for r in rows], pa.timestamp("us", tz="UTC")),
-        }
-    )
     con = reader.connect(settings_.facts_path)
     con.register("products", catalogue)
     styles = pacsv.read_csv(files.styles)
