@@ -24,6 +24,7 @@ from reengage.config import Home
 from reengage.errors import InputError
 from reengage.facts import reader
 from reengage.state.contacts import chunks
+from reengage.state.db import bulk_insert
 from reengage.state.schema import contacts, products, scores
 
 Progress = Callable[[str, int, int], None]
@@ -214,8 +215,8 @@ def score(
             _row(r, ids[r["customer_id"]], as_of, now) for r in records if r["customer_id"] in ids
         ]
         done = 0
-        for part in chunks(rows):
-            conn.execute(scores.insert(), list(part))
+        for part in chunks(rows, 20_000):
+            bulk_insert(conn, scores, list(part))
             done += len(part)
             if progress:
                 progress("storing scores", done, len(rows))

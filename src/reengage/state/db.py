@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
@@ -9,7 +11,7 @@ from alembic import command
 from alembic.config import Config as AlembicConfig
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import Engine, create_engine, event, make_url
+from sqlalchemy import JSON, Column, Connection, Engine, Table, create_engine, event, make_url
 from sqlalchemy.exc import ArgumentError, OperationalError
 
 from reengage.errors import ConfigError, StoreError
@@ -80,3 +82,54 @@ def head_revision() -> str:
 def current_revision(engine: Engine) -> str | None:
     with engine.connect() as conn:
         return MigrationContext.configure(conn).get_current_revision()
+
+
+def bulk_insert(conn: Connection, table: Table, rows: list[dict[str, Any]]) -> None:
+    """Insert many rows in one go, as `conn.execute(table.insert(), rows)` would store them:
+    COPY on PostgreSQL, one driver-level executemany on SQLite (SQLAlchemy's per-row
+    parameter processing is most of the cost of a large insert)."""
+    if not rows:
+        return
+    columns = [c for c in table.columns if c.name in rows[0]]
+    names = ", ".join(f'"{c.name}"' for c in columns)
+    driver = conn.connection.driver_connection
+    assert driver is not None  # a live connection inside the caller's transaction
+    if conn.dialect.name == "postgresql":
+        from psycopg.types.json import Json
+
+        def pg(column: Column[Any], value: Any) -> Any:
+            return Json(value) if isinstance(column.type, JSON) and value is not None else value
+
+        with driver.cursor() as cur, cur.copy(f'COPY "{table.name}" ({names}) FROM STDIN') as copy:
+            for row in rows:
+                copy.write_row([pg(c, row.get(c.name)) for c in columns])
+        return
+    if conn.dialect.name != "sqlite":
+        conn.execute(table.insert(), rows)
+        return
+
+    def lite(column: Column[Any], value: Any) -> Any:
+        # the text SQLAlchemy's SQLite dialect writes, so it reads back the same
+        if value is None:
+            return None
+        if isinstance(column.type, JSON):
+            return json.dumps(value)
+        if isinstance(value, datetime):
+            if value.tzinfo is not None:
+                value = value.astimezone(UTC).replace(tzinfo=None)
+            return value.strftime("%Y-%m-%d %H:%M:%S.%f")
+        if isinstance(value, date):
+            return value.isoformat()
+        if isinstance(value, bool):
+            return int(value)
+        return value
+
+    marks = ", ".join("?" for _ in columns)
+    cursor = driver.cursor()
+    try:
+        cursor.executemany(
+            f'INSERT INTO "{table.name}" ({names}) VALUES ({marks})',
+            ([lite(c, row.get(c.name)) for c in columns] for row in rows),
+        )
+    finally:
+        cursor.close()
