@@ -40,6 +40,6 @@ def test_bulk_insert_reads_back_like_insert(engine: Engine) -> None:
             for r in conn.execute(select(scores).order_by(scores.c.contact_id))
         }
     a, b = got[ids["A"]], got[ids["B"]]
-    for column in scores.columns.keys():
+    for column in (c.name for c in scores.columns):
         if column not in ("id", "contact_id"):
             assert a[column] == b[column], column
