@@ -16,9 +16,10 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
+from sqlalchemy import Engine
 
 from reengage.clock import Clock, FixedClock, SystemClock
-from reengage.config import load_settings
+from reengage.config import Home, load_settings
 from reengage.errors import ReengageError
 
 P = ParamSpec("P")
@@ -61,6 +62,18 @@ def handles_errors(fn: Callable[P, R]) -> Callable[P, R]:
 
 def emit_json(data: Any) -> None:
     sys.stdout.write(json.dumps(data, indent=2, default=str) + "\n")
+
+
+@contextmanager
+def opened_state() -> Iterator[tuple[Home, Engine]]:
+    """The home the settings point at and its state engine, closed when the command ends."""
+    from reengage.home import open_state
+
+    home, engine = open_state(load_settings())
+    try:
+        yield home, engine
+    finally:
+        engine.dispose()
 
 
 @contextmanager
@@ -121,13 +134,10 @@ def init() -> None:
 @handles_errors
 def status(json_: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False) -> None:
     """What the home holds: contacts, products, orders, events, files."""
-    from reengage.home import open_state, status
+    from reengage.home import status
 
-    home, engine = open_state(load_settings())
-    try:
+    with opened_state() as (home, engine):
         data = status(home, engine)
-    finally:
-        engine.dispose()
     if json_:
         emit_json(data)
         return
@@ -144,13 +154,10 @@ def history(
     json_: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """The latest imports: when, what, and how many rows were kept or rejected."""
-    from reengage.home import import_history, open_state
+    from reengage.home import import_history
 
-    _, engine = open_state(load_settings())
-    try:
+    with opened_state() as (_, engine):
         runs = import_history(engine, limit)
-    finally:
-        engine.dispose()
     if json_:
         emit_json(runs)
         return
@@ -197,26 +204,21 @@ def import_(
     Exit code 0: all rows imported; 3: some rows rejected (the good ones are kept);
     2: the file cannot be used (nothing written).
     """
-    from reengage.home import open_state
     from reengage.ingest.importer import import_file
 
-    home, engine = open_state(load_settings())
-    try:
-        with counted_progress(quiet=json_) as progress:
-            summary = import_file(
-                home,
-                engine,
-                kind.value,
-                file,
-                clock=state.clock,
-                format=format,
-                delimiter=delimiter.replace("\\t", "\t") if delimiter else None,
-                decimal_comma=decimal_comma,
-                date_format=date_format,
-                progress=progress,
-            )
-    finally:
-        engine.dispose()
+    with opened_state() as (home, engine), counted_progress(quiet=json_) as progress:
+        summary = import_file(
+            home,
+            engine,
+            kind.value,
+            file,
+            clock=state.clock,
+            format=format,
+            delimiter=delimiter.replace("\\t", "\t") if delimiter else None,
+            decimal_comma=decimal_comma,
+            date_format=date_format,
+            progress=progress,
+        )
     if json_:
         emit_json(
             {

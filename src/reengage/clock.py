@@ -41,3 +41,8 @@ class FixedClock:
 
     def advance(self, delta: timedelta) -> None:
         self._at += delta
+
+
+def as_utc(moment: datetime) -> datetime:
+    """An aware UTC instant; a naive datetime (as SQLite hands back) is taken as UTC."""
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)

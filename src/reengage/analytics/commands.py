@@ -9,7 +9,16 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from reengage.cli import app, counted_progress, emit_json, err, handles_errors, out, state
+from reengage.cli import (
+    app,
+    counted_progress,
+    emit_json,
+    err,
+    handles_errors,
+    opened_state,
+    out,
+    state,
+)
 from reengage.config import load_settings
 
 contacts_app = typer.Typer(
@@ -46,15 +55,10 @@ def score(
 ) -> None:
     """Compute every contact's features, RFM, lifecycle stage and scores, and store them."""
     from reengage.analytics.scoring import score as run_score
-    from reengage.home import open_state
 
     moment = _as_of(as_of)
-    home, engine = open_state(load_settings())
-    try:
-        with counted_progress(quiet=json_) as progress:
-            summary = run_score(home, engine, as_of=moment, clock=state.clock, progress=progress)
-    finally:
-        engine.dispose()
+    with opened_state() as (home, engine), counted_progress(quiet=json_) as progress:
+        summary = run_score(home, engine, as_of=moment, clock=state.clock, progress=progress)
     if json_:
         emit_json(summary.__dict__)
         return
@@ -81,13 +85,9 @@ def contacts_export(
 ) -> None:
     """One row per contact with the latest scores: RFM, lifecycle, features."""
     from reengage.analytics.profiles import export_contacts
-    from reengage.home import open_state
 
-    _, engine = open_state(load_settings())
-    try:
+    with opened_state() as (_, engine):
         rows = export_contacts(engine, out_file, format)
-    finally:
-        engine.dispose()
     if json_:
         emit_json({"rows": rows, "out": str(out_file), "format": format})
     else:
@@ -102,13 +102,9 @@ def contacts_show(
 ) -> None:
     """One contact's profile: identities, consents, latest scores."""
     from reengage.analytics.profiles import contact_profile
-    from reengage.home import open_state
 
-    _, engine = open_state(load_settings())
-    try:
+    with opened_state() as (_, engine):
         profile = contact_profile(engine, contact)
-    finally:
-        engine.dispose()
     if json_:
         emit_json(profile)
         return
@@ -180,17 +176,13 @@ def recommend(
     from reengage.analytics import recommend as rec
     from reengage.analytics.scoring import catalogue as product_table
     from reengage.facts import reader
-    from reengage.home import open_state
 
     if (product is None) == (contact is None):
         err.print("error: give exactly one of --product and --contact")
         raise typer.Exit(2)
     moment = _as_of(as_of)
-    home, engine = open_state(load_settings())
-    try:
+    with opened_state() as (home, engine):
         catalogue = ibis.memtable(product_table(engine))
-    finally:
-        engine.dispose()
     con = reader.connect(home.settings.facts_path)
     try:
         orders = ibis.duckdb.from_connection(con).table("orders")

@@ -6,7 +6,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 import duckdb
@@ -19,7 +19,7 @@ from reengage.analytics.lifecycle import Thresholds, learn_thresholds, lifecycle
 from reengage.analytics.models import fit, predictions
 from reengage.analytics.rfm import rfm_scores
 from reengage.analytics.styles import infer_styles, style_signals
-from reengage.clock import Clock
+from reengage.clock import Clock, as_utc
 from reengage.config import Home
 from reengage.errors import InputError
 from reengage.facts import reader
@@ -58,7 +58,8 @@ def catalogue(engine: Engine) -> pa.Table:
                 [None if r.price is None else float(r.price) for r in rows], pa.float64()
             ),
             "created_at": pa.array(
-                [_utc(r.created_at) for r in rows], pa.timestamp("us", tz="UTC")
+                [as_utc(r.created_at) if r.created_at else None for r in rows],
+                pa.timestamp("us", tz="UTC"),
             ),
         }
     )
@@ -103,13 +104,6 @@ def compute(home: Home, engine: Engine, as_of: datetime) -> pa.Table:
         ).to_arrow_table()
     finally:
         joined.close()
-
-
-def _utc(moment: datetime | None) -> datetime | None:
-    # SQLite hands back naive datetimes; reengage stores UTC
-    if moment is None or moment.tzinfo is not None:
-        return moment
-    return moment.replace(tzinfo=UTC)
 
 
 def _crm_styles(engine: Engine) -> dict[str, str]:

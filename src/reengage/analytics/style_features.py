@@ -14,10 +14,12 @@ time: a late-arriving event about the past counts, as it would have with a trunc
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
 
 import ibis
 import ibis.expr.types as ir
+
+from reengage.clock import as_utc
 
 #: The four behavioural styles, in the order of every probability column and weights row.
 STYLES = ("go_getter", "promoter", "nurturer", "examiner")
@@ -73,11 +75,6 @@ OFF_SITE_TYPES = (
 _DAY_S = 86_400
 
 
-def _utc(moment: datetime) -> datetime:
-    """A timezone-aware instant; a naive datetime is taken as UTC, like the rest of reengage."""
-    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
-
-
 def _ratio(num: ir.NumericValue, den: ir.NumericValue) -> ir.FloatingValue:
     """num / den as float, null when den is 0 or null (no evidence, not a zero)."""
     return num.cast("float64") / den.cast("float64").nullif(0.0)
@@ -121,7 +118,7 @@ def style_signals(
     `products` (product_id, created_at, and optionally category) enables the new-arrival and
     repeat-category signals; without it they are null.
     """
-    cutoff = ibis.literal(_utc(as_of), type="timestamp('UTC')")
+    cutoff = ibis.literal(as_utc(as_of), type="timestamp('UTC')")
     # Every event aggregate below reads this one relation (conditional aggregates, never a
     # filter on it), so the SQL it compiles to has it as one common table expression.
     ev = _customer_events(events, cutoff, products, new_within_days)

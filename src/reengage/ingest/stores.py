@@ -17,6 +17,7 @@ from reengage.facts.kinds import EVENTS, ORDERS
 from reengage.facts.writer import append
 from reengage.state.contacts import (
     ConsentChange,
+    contact_ids_by_customer,
     customers_for_emails,
     ensure_customers,
     record_consents,
@@ -116,8 +117,6 @@ def store_orders(
 
 
 def _record_order_consents(conn: Connection, table: pa.Table, by_email: dict[str, str]) -> None:
-    from reengage.state.contacts import contact_ids_by_customer
-
     marks = [
         (e, m, t)
         for e, m, t in zip(

@@ -5,11 +5,12 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any, TypeVar
 
 from sqlalchemy import Connection, Insert, and_, func, select, tuple_
 
+from reengage.clock import as_utc
 from reengage.state.schema import consents, contacts, identities
 
 T = TypeVar("T")
@@ -266,11 +267,6 @@ class ConsentChange:
     recorded_at: datetime
 
 
-def _utc(moment: datetime) -> datetime:
-    # SQLite hands back naive datetimes; reengage stores UTC
-    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
-
-
 def record_consents(conn: Connection, changes: list[ConsentChange]) -> int:
     """Append the changes that are news: later than what is stored for the contact, channel
     and purpose, and different from the state they follow. How many were appended."""
@@ -308,12 +304,12 @@ def record_consents(conn: Connection, changes: list[ConsentChange]) -> int:
             )
         )
         current.update(
-            {(r.contact_id, r.channel, r.purpose): (_utc(r.recorded_at), r.granted) for r in rows}
+            {(r.contact_id, r.channel, r.purpose): (as_utc(r.recorded_at), r.granted) for r in rows}
         )
     new_rows = []
-    for c in sorted(changes, key=lambda c: _utc(c.recorded_at)):
+    for c in sorted(changes, key=lambda c: as_utc(c.recorded_at)):
         key = (c.contact_id, c.channel, c.purpose)
-        at = _utc(c.recorded_at)
+        at = as_utc(c.recorded_at)
         before = current.get(key)
         if before is not None and (at <= before[0] or before[1] == c.granted):
             continue
