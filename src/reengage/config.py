@@ -22,6 +22,8 @@ from reengage.errors import ConfigError, HomeError
 CONFIG_FILE = "reengage.toml"
 ENV_PREFIX = "REENGAGE_"
 DEFAULT_HOME = "reengage-data"
+# the languages whose message copy ships with reengage
+LANGUAGES = ("en", "it", "fr")
 
 
 class Settings(BaseModel):
@@ -36,6 +38,19 @@ class Settings(BaseModel):
     currency: str = "EUR"
     inactivity_days: float | None = None
     inactivity_days_by_category: dict[str, float] = {}
+    language: str = "en"
+    shop_name: str = "Our shop"
+    public_url: str = "http://127.0.0.1:8420"
+    secret_key: str | None = None
+    mail_from: str = "shop@example.com"
+    smtp_url: str | None = None
+    dkim_selector: str | None = None
+    dkim_private_key_file: Path | None = None
+    sms_api_url: str = "https://api.twilio.com"
+    sms_account_sid: str | None = None
+    sms_auth_token: str | None = None
+    sms_from: str | None = None
+    vapid_subject: str = "mailto:shop@example.com"
 
     @field_validator("timezone")
     @classmethod
@@ -46,6 +61,34 @@ class Settings(BaseModel):
             raise ValueError(
                 f"unknown time zone {value!r} (use an IANA name like Europe/Rome)"
             ) from None
+        return value
+
+    @field_validator("language")
+    @classmethod
+    def _shipped_language(cls, value: str) -> str:
+        if value not in LANGUAGES:
+            raise ValueError(f"language must be one of {', '.join(LANGUAGES)}, not {value!r}")
+        return value
+
+    @field_validator("public_url")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        if not value.startswith(("http://", "https://")):
+            raise ValueError(f"public_url must start with http:// or https://, not {value!r}")
+        return value.rstrip("/")
+
+    @field_validator("secret_key")
+    @classmethod
+    def _long_secret(cls, value: str | None) -> str | None:
+        if value is not None and len(value) < 32:
+            raise ValueError("secret_key must be at least 32 characters (reengage init makes one)")
+        return value
+
+    @field_validator("smtp_url")
+    @classmethod
+    def _smtp_scheme(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("smtp://", "smtps://")):
+            raise ValueError("smtp_url must look like smtp://user:pass@host:587?starttls=1")
         return value
 
     @field_validator("currency")
@@ -93,6 +136,20 @@ class Settings(BaseModel):
     @property
     def rejects_path(self) -> Path:
         return (self.home / "rejects").resolve()
+
+    @property
+    def mail_path(self) -> Path:
+        """The local maildir sink used when no smtp_url is set."""
+        return (self.home / "mail").resolve()
+
+    def secret(self) -> bytes:
+        """The HMAC key for signed links; a clear error when the home has none."""
+        if self.secret_key is None:
+            raise ConfigError(
+                "no secret_key: set REENGAGE_SECRET_KEY or secret_key in reengage.toml "
+                "(reengage init writes one into a new home)"
+            )
+        return self.secret_key.encode()
 
     @property
     def zone(self) -> ZoneInfo:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import secrets
 from dataclasses import dataclass
 
 from sqlalchemy import Engine, func, select
@@ -23,6 +24,14 @@ CONFIG_TEMPLATE = """\
 # facts_url = "/srv/reengage/facts"                           # default: ./facts in this folder
 # timezone = "Europe/Rome"   # the shop's zone: times written without an offset are read in it
 # currency = "EUR"           # when a file does not say
+# language = "en"            # messages to contacts whose language is unknown: en, it or fr
+# shop_name = "Our shop"
+# public_url = "https://reengage.example.com"   # where links in messages point
+# mail_from = "Our shop <news@example.com>"
+# smtp_url = "smtp://user:pass@smtp.example.com:587?starttls=1"   # default: ./mail maildir
+
+# signs every link that acts on a person (unsubscribe, click): keep it secret and stable
+secret_key = "{secret}"
 """
 
 
@@ -47,7 +56,9 @@ def init_home(settings: Settings) -> InitResult:
         engine.dispose()
     if created:
         # written last: a home counts as made only once its state store is ready
-        (root / CONFIG_FILE).write_text(CONFIG_TEMPLATE, encoding="utf-8")
+        (root / CONFIG_FILE).write_text(
+            CONFIG_TEMPLATE.format(secret=secrets.token_urlsafe(32)), encoding="utf-8"
+        )
     return InitResult(Home(settings), created, revision)
 
 

@@ -170,3 +170,106 @@ scores = Table(
     UniqueConstraint("contact_id", "as_of", name="uq_scores_contact_as_of"),
     Index("ix_scores_as_of", "as_of"),
 )
+
+MESSAGE_STATUSES = ("queued", "sending", "sent", "failed", "blocked", "deferred")
+SUPPRESSION_REASONS = ("unsubscribed", "bounced", "complained", "sunset", "stop", "erased")
+
+# The outbox and the log of every message: a row is written (queued) in the same transaction
+# that decides to send, claimed by a channel worker (sending), then marked sent or failed.
+# `message_key` makes the decision idempotent (journey, enrollment and step, or campaign and
+# contact); the Message-ID and provider idempotency keys derive from `id`.
+messages = Table(
+    "messages",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("message_key", String(200), nullable=False, unique=True),
+    Column("contact_id", Id, ForeignKey("contacts.id", ondelete="CASCADE"), nullable=False),
+    Column("channel", String(16), nullable=False),
+    Column("intent", String(32), nullable=False),
+    Column("style", String(16), nullable=False),
+    Column("language", String(8), nullable=False),
+    Column("variant", String(64)),
+    Column("journey", String(100)),
+    Column("step", String(100)),
+    Column("campaign", String(100)),
+    Column("status", String(16), nullable=False),
+    # why a message was blocked, deferred or failed (never personal data)
+    Column("reason", String(500)),
+    Column("priority", SmallInteger, nullable=False, default=0),
+    Column("due_at", DateTime(timezone=True), nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("claimed_at", DateTime(timezone=True)),
+    Column("sent_at", DateTime(timezone=True)),
+    Column("attempts", Integer, nullable=False, default=0),
+    Column("provider_id", String(200)),
+    Column("subject", String(500)),
+    Column("offer_code", String(64)),
+    # what the template needs beyond the contact (cart lines, products), as decided
+    Column("payload", JSON, nullable=False, default=dict),
+    Index("ix_messages_status_due", "status", "due_at"),
+    Index("ix_messages_contact", "contact_id", "created_at"),
+)
+
+# Addresses that must not be contacted again on a channel, whoever they belong to now.
+suppressions = Table(
+    "suppressions",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("channel", String(16), nullable=False),
+    # normalised: lower-case email, E.164 phone, push endpoint
+    Column("address", String(2000), nullable=False),
+    Column("contact_id", Id, ForeignKey("contacts.id", ondelete="SET NULL")),
+    Column("reason", String(16), nullable=False),
+    Column("source", String(64), nullable=False),
+    Column("recorded_at", DateTime(timezone=True), nullable=False),
+    UniqueConstraint("channel", "address", name="uq_suppressions_channel_address"),
+)
+
+# Single-use discount codes: issued to one contact, redeemed by a matching imported order.
+offers = Table(
+    "offers",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("code", String(64), nullable=False, unique=True),
+    Column("contact_id", Id, ForeignKey("contacts.id", ondelete="CASCADE"), nullable=False),
+    Column("intent", String(32), nullable=False),
+    # the rung of the escalation ladder this offer stands on (0 = no incentive)
+    Column("level", SmallInteger, nullable=False),
+    Column("kind", String(16), nullable=False),  # percent, amount, free_shipping
+    Column("value", Numeric(14, 2), nullable=False),
+    Column("max_discount", Numeric(14, 2)),
+    Column("currency", String(3), nullable=False),
+    Column("issued_at", DateTime(timezone=True), nullable=False),
+    Column("expires_at", DateTime(timezone=True), nullable=False),
+    Column("message_id", Id, ForeignKey("messages.id", ondelete="SET NULL")),
+    Column("status", String(16), nullable=False),  # issued, redeemed, expired
+    Column("redeemed_at", DateTime(timezone=True)),
+    Column("order_id", String(128)),
+    Index("ix_offers_contact", "contact_id", "issued_at"),
+)
+
+push_subscriptions = Table(
+    "push_subscriptions",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("contact_id", Id, ForeignKey("contacts.id", ondelete="CASCADE"), nullable=False),
+    Column("endpoint", String(2000), nullable=False, unique=True),
+    Column("p256dh", String(200), nullable=False),
+    Column("auth", String(100), nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("revoked_at", DateTime(timezone=True)),
+)
+
+# Who is in which ad audience, and what the platforms have been told: incremental add/remove.
+audience_members = Table(
+    "audience_members",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("audience", String(100), nullable=False),
+    Column("contact_id", Id, ForeignKey("contacts.id", ondelete="CASCADE"), nullable=False),
+    Column("joined_at", DateTime(timezone=True), nullable=False),
+    Column("left_at", DateTime(timezone=True)),
+    # when the platforms last received this membership's current state (null: pending)
+    Column("synced_at", DateTime(timezone=True)),
+    UniqueConstraint("audience", "contact_id", name="uq_audience_members_audience_contact"),
+)
