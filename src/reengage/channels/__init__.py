@@ -1,0 +1,1 @@
+"""The ways reengage reaches a person: email, SMS, web push, ad audiences, webhooks."""

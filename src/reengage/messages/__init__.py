@@ -1,0 +1,1 @@
+"""How reengage speaks: intents, copy in each style and language, rendering, offers."""
