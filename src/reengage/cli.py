@@ -349,7 +349,10 @@ if __name__ == "__main__":
 
 def _register_domain_commands() -> None:
     # the domain modules add their commands to `app`; imported last, as they import this module
-    import reengage.analytics.commands  # noqa: F401
+    import reengage.analytics.commands
+    import reengage.channels.commands
+    import reengage.messages.commands
+    import reengage.web.commands  # noqa: F401
 
 
 _register_domain_commands()

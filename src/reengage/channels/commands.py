@@ -1,0 +1,3 @@
+"""Commands of the channels: push keys, ad audiences."""
+
+from __future__ import annotations

@@ -1,0 +1,3 @@
+"""Commands of messages: preview, offers."""
+
+from __future__ import annotations

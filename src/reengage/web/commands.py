@@ -1,0 +1,3 @@
+"""`reengage serve`: the web app."""
+
+from __future__ import annotations
