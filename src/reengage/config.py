@@ -51,6 +51,14 @@ class Settings(BaseModel):
     sms_auth_token: str | None = None
     sms_from: str | None = None
     vapid_subject: str = "mailto:shop@example.com"
+    frequency_caps: dict[str, dict[str, int]] = {
+        "email": {"day": 1, "week": 3},
+        "sms": {"day": 1, "week": 2},
+        "push": {"day": 1, "week": 4},
+        "all": {"day": 2, "week": 6},
+    }
+    quiet_hours: str = "21:00-09:00"
+    purchase_cooldown_days: float = 3.0
 
     @field_validator("timezone")
     @classmethod
@@ -89,6 +97,43 @@ class Settings(BaseModel):
     def _smtp_scheme(cls, value: str | None) -> str | None:
         if value is not None and not value.startswith(("smtp://", "smtps://")):
             raise ValueError("smtp_url must look like smtp://user:pass@host:587?starttls=1")
+        return value
+
+    @field_validator("frequency_caps", mode="before")
+    @classmethod
+    def _caps(cls, value: Any) -> Any:
+        if isinstance(value, str):  # from the environment: a JSON object
+            try:
+                value = json.loads(value)
+            except json.JSONDecodeError:
+                raise ValueError('write it as JSON: {"email": {"day": 1, "week": 3}}') from None
+        if not isinstance(value, dict):
+            raise ValueError("frequency_caps must map a channel (or all) to {day, week} limits")
+        for channel, limits in value.items():
+            if not isinstance(limits, dict) or not set(limits) <= {"day", "week"}:
+                raise ValueError(f"frequency_caps.{channel}: give day and/or week limits")
+            for period, n in limits.items():
+                if not isinstance(n, int) or isinstance(n, bool) or n < 0:
+                    raise ValueError(
+                        f"frequency_caps.{channel}.{period} must be a whole number >= 0"
+                    )
+        return value
+
+    @field_validator("quiet_hours")
+    @classmethod
+    def _quiet_hours(cls, value: str) -> str:
+        if value in ("", "off"):
+            return "off"
+        parts = value.split("-")
+        if len(parts) != 2 or not all(_clock_time(p) for p in parts):
+            raise ValueError(f"quiet_hours must look like 21:00-09:00 (or off), not {value!r}")
+        return value
+
+    @field_validator("purchase_cooldown_days")
+    @classmethod
+    def _cooldown(cls, value: float) -> float:
+        if value < 0:
+            raise ValueError("purchase_cooldown_days must not be negative")
         return value
 
     @field_validator("currency")
@@ -157,6 +202,17 @@ class Settings(BaseModel):
 
 
 FIELDS = tuple(Settings.model_fields)
+
+
+def _clock_time(text: str) -> bool:
+    hours, colon, minutes = text.strip().partition(":")
+    return (
+        bool(colon)
+        and hours.isdigit()
+        and minutes.isdigit()
+        and 0 <= int(hours) < 24
+        and 0 <= int(minutes) < 60
+    )
 
 
 @dataclass(frozen=True)
