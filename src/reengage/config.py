@@ -51,6 +51,23 @@ class Settings(BaseModel):
     sms_auth_token: str | None = None
     sms_from: str | None = None
     vapid_subject: str = "mailto:shop@example.com"
+    webhook_url: str | None = None
+    webhook_secret: str | None = None
+    meta_access_token: str | None = None
+    meta_graph_url: str = "https://graph.facebook.com"
+    meta_api_version: str = "v25.0"
+    meta_audience_ids: dict[str, str] = {}
+    google_ads_url: str = "https://googleads.googleapis.com"
+    google_ads_api_version: str = "v26"
+    google_ads_developer_token: str | None = None
+    google_ads_customer_id: str | None = None
+    google_ads_login_customer_id: str | None = None
+    google_ads_user_list_ids: dict[str, str] = {}
+    google_ads_access_token: str | None = None
+    google_ads_client_id: str | None = None
+    google_ads_client_secret: str | None = None
+    google_ads_refresh_token: str | None = None
+    google_oauth_token_url: str = "https://oauth2.googleapis.com/token"
     frequency_caps: dict[str, dict[str, int]] = {
         "email": {"day": 1, "week": 3},
         "sms": {"day": 1, "week": 2},
@@ -98,6 +115,18 @@ class Settings(BaseModel):
         if value is not None and not value.startswith(("smtp://", "smtps://")):
             raise ValueError("smtp_url must look like smtp://user:pass@host:587?starttls=1")
         return value
+
+    @field_validator("meta_audience_ids", "google_ads_user_list_ids", mode="before")
+    @classmethod
+    def _audience_ids(cls, value: Any) -> Any:
+        if isinstance(value, str):  # from the environment: a JSON object
+            try:
+                value = json.loads(value)
+            except json.JSONDecodeError:
+                raise ValueError('write it as JSON: {"lapsed_vip": "23851234567890"}') from None
+        if not isinstance(value, dict) or not all(isinstance(v, str | int) for v in value.values()):
+            raise ValueError("map each audience name to the platform's audience id")
+        return {k: str(v) for k, v in value.items()}
 
     @field_validator("frequency_caps", mode="before")
     @classmethod

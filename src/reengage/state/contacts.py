@@ -11,6 +11,7 @@ from typing import Any, TypeVar
 from sqlalchemy import Connection, Insert, select
 
 from reengage.clock import as_utc
+from reengage.state.db import bulk_insert
 from reengage.state.schema import consents, contacts, identities
 
 T = TypeVar("T")
@@ -147,9 +148,7 @@ def upsert_customers(
                 if kind == "email" or phone_owner.get(changed[kind]) == contact_id:
                     _add_identity(conn, contact_id, kind, changed[kind], now)
 
-    pending = list(new.values())
-    for part in chunks(pending):
-        conn.execute(contacts.insert(), list(part))
+    bulk_insert(conn, contacts, list(new.values()))
     made = contact_ids_by_customer(conn, list(new))
     identity_rows = [
         {"contact_id": made[cid], "kind": kind, "value": value, "first_seen": now}
@@ -157,8 +156,7 @@ def upsert_customers(
         for kind, value in (("customer_id", cid), *((k, values[k]) for k in IDENTIFYING))
         if value and (kind != "phone" or phone_owner.get(value) == cid)
     ]
-    for part in chunks(identity_rows):
-        conn.execute(identities.insert(), list(part))
+    bulk_insert(conn, identities, identity_rows)
     result.contact_ids = {cid: s["id"] for cid, s in stored.items()} | made
     return result
 
@@ -309,8 +307,7 @@ def record_consents(conn: Connection, changes: list[ConsentChange]) -> int:
                 "recorded_at": at,
             }
         )
-    for batch in chunks(new_rows):
-        conn.execute(consents.insert(), list(batch))
+    bulk_insert(conn, consents, new_rows)
     return len(new_rows)
 
 
