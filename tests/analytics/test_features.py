@@ -8,7 +8,7 @@ import ibis
 import pyarrow as pa
 import pytest
 
-from reengage.analytics.features import customer_features, purchase_gaps
+from reengage.analytics.features import customer_features, purchase_gaps, purchases
 from reengage.analytics.lifecycle import Thresholds, learn_thresholds, lifecycle_stages
 from reengage.analytics.rfm import rfm_scores
 from reengage.facts.kinds import EVENTS, ORDERS
@@ -240,14 +240,16 @@ def test_lifecycle_stages() -> None:
 
 
 def test_threshold_is_learned_from_the_shops_own_gaps() -> None:
-    few = purchase_gaps(orders_table(ORDERS_A), AS_OF)
+    few = purchase_gaps(purchases(orders_table(ORDERS_A), AS_OF))
     assert learn_thresholds(few).default_days == 180.0  # too few gaps: the classic fallback
     rows = [
         (f"O{c}-{k}", f"C{c}", k * (5 + c % 10), "P1", 1, 1.0, 0.0, "paid", 0)
         for c in range(60)
         for k in range(3)
     ]
-    learned = learn_thresholds(purchase_gaps(orders_table(rows), datetime(2027, 1, 1, tzinfo=UTC)))
+    learned = learn_thresholds(
+        purchase_gaps(purchases(orders_table(rows), datetime(2027, 1, 1, tzinfo=UTC)))
+    )
     assert learned.learned_from_gaps == 120
     assert 12 <= learned.default_days <= 14  # the 90th percentile of gaps from 5 to 14 days
     assert learn_thresholds(few, fixed_days=60).default_days == 60

@@ -20,6 +20,7 @@ Definitions (times in days, amounts in the orders' currency):
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
 
 import ibis
@@ -38,16 +39,16 @@ def _days_before(as_of: datetime, column: ir.TimestampValue) -> ir.FloatingValue
     return (ibis.literal(as_of.timestamp()) - column.epoch_seconds().cast("float64")) / DAY
 
 
+def _latest_status(seen: ir.Table) -> ir.Table:
+    """order_id and the status of its most recently ingested line: a refund re-imports the
+    lines with a new status, and the latest one wins."""
+    return seen.group_by("order_id").aggregate(order_status=seen.status.argmax(seen.ingested_at))
+
+
 def valid_lines(orders: ir.Table, as_of: datetime) -> ir.Table:
     """Order lines before as_of whose order's latest status is not cancelled or refunded."""
     seen = orders.filter(orders.ordered_at < as_of)
-    # a refund re-imports the line with a new status: the latest ingested status wins
-    latest = seen.mutate(
-        _rank=ibis.row_number().over(
-            group_by=[seen.order_id], order_by=[ibis.desc(seen.ingested_at)]
-        )
-    )
-    status = latest.filter(latest._rank == 0).select("order_id", order_status=latest.status)
+    status = _latest_status(seen)
     lines = seen.join(status, "order_id")
     lines = lines.filter(~lines.order_status.isin(VOID_STATUSES))
     # the earlier copy of a re-imported line (same order, product, quantity, price) goes too
@@ -55,30 +56,86 @@ def valid_lines(orders: ir.Table, as_of: datetime) -> ir.Table:
 
 
 def orders_as_of(orders: ir.Table, as_of: datetime) -> ir.Table:
-    """One row per valid order before as_of: customer_id, order_id, ordered_at, value, lines."""
-    lines = valid_lines(orders, as_of)
-    return lines.group_by(["customer_id", "order_id"]).aggregate(
-        ordered_at=lines.ordered_at.min(),
-        value=(lines.quantity * lines.unit_price - lines.discount).sum(),
-        lines=lines.count(),
+    """One row per valid order before as_of: customer_id, order_id, ordered_at, value, lines
+    and status (its latest).
+
+    The same orders as grouping valid_lines, in two aggregations instead of a join: the lines
+    of each order and status first, then per order the group of its latest status.
+    """
+    seen = orders.filter(orders.ordered_at < as_of)
+    groups = seen.group_by(["order_id", "status"]).aggregate(
+        customer_id=seen.customer_id.max(),
+        ordered_at=seen.ordered_at.min(),
+        value=(seen.quantity * seen.unit_price - seen.discount).sum(),
+        lines=seen.count(),
+        ingested_at=seen.ingested_at.max(),
+    )
+    latest = groups.group_by("order_id").aggregate(
+        # one struct, so every field comes from the same group even when two tie
+        order=ibis.struct(
+            {
+                "status": groups.status,
+                "customer_id": groups.customer_id,
+                "ordered_at": groups.ordered_at,
+                "value": groups.value,
+                "lines": groups.lines,
+            }
+        ).argmax(groups.ingested_at)
+    )
+    order = latest.order
+    valid = latest.filter(~order.status.isin(VOID_STATUSES))
+    order = valid.order
+    return valid.select(
+        customer_id=order.customer_id,
+        order_id=valid.order_id,
+        ordered_at=order.ordered_at,
+        value=order.value,
+        lines=order.lines,
+        status=order.status,
     )
 
 
-def purchase_features(orders: ir.Table, as_of: datetime, window_days: int = 90) -> ir.Table:
-    """Recency, frequency, monetary, tenure, inter-purchase times and trends per customer."""
+@dataclass(frozen=True)
+class Purchases:
+    """The valid orders before as_of (orders_as_of) and the purchase days they make
+    (customer_id, day, at: the day's first order, value: the day's total): what every
+    order-based feature, the purchase gaps and the BTYD summary read.
+
+    `purchases(..., cache=True)` materialises both once, so a scoring run reads the order
+    lines a single time however many features it derives from them.
+    """
+
+    as_of: datetime
+    orders: ir.Table
+    days: ir.Table
+
+
+def purchases(orders: ir.Table, as_of: datetime, *, cache: bool = False) -> Purchases:
     o = orders_as_of(orders, as_of)
-    days = o.mutate(day=o.ordered_at.date())
-    per_day = days.group_by(["customer_id", "day"]).aggregate(at=days.ordered_at.min())
-    gaps = per_day.mutate(
-        gap=(
-            per_day.at.epoch_seconds().cast("float64")
-            - per_day.at.lag()
-            .over(group_by=per_day.customer_id, order_by=per_day.at)
-            .epoch_seconds()
-            .cast("float64")
-        )
-        / DAY
+    if cache:
+        o = o.cache()
+    days = o.group_by(["customer_id", o.ordered_at.date().name("day")]).aggregate(
+        at=o.ordered_at.min(), value=o.value.sum()
     )
+    if cache:
+        days = days.cache()
+    return Purchases(as_of, o, days)
+
+
+def _gaps(p: Purchases) -> ir.Table:
+    """Every purchase day with the gap in days since the customer's previous one (null for
+    the first)."""
+    d = p.days
+    previous = d.at.lag().over(group_by=d.customer_id, order_by=d.at)
+    return d.mutate(
+        gap=(d.at.epoch_seconds().cast("float64") - previous.epoch_seconds().cast("float64")) / DAY
+    )
+
+
+def purchase_features(p: Purchases, window_days: int = 90) -> ir.Table:
+    """Recency, frequency, monetary, tenure, inter-purchase times and trends per customer."""
+    as_of, o = p.as_of, p.orders
+    gaps = _gaps(p)
     gaps = gaps.mutate(is_last=gaps.at == gaps.at.max().over(group_by=gaps.customer_id))
     ipt = gaps.group_by("customer_id").aggregate(
         purchase_days=gaps.count(),
@@ -133,15 +190,11 @@ def purchase_features(orders: ir.Table, as_of: datetime, window_days: int = 90) 
 
 
 def _most_frequent(t: ir.Table, name: str, value: ir.Value) -> ir.Table:
-    """customer_id and the value seen most often (the smallest on a tie): a portable mode."""
+    """customer_id and the value seen most often (the smallest on a tie): a portable mode.
+    value is a small whole number (a weekday, an hour), so count * 1000 - value ranks both."""
     counted = t.mutate(_v=value).group_by(["customer_id", "_v"]).aggregate(_n=lambda x: x.count())
-    ranked = counted.mutate(
-        _rank=ibis.row_number().over(
-            group_by=counted.customer_id, order_by=[ibis.desc(counted._n), counted._v]
-        )
-    )
-    top = ranked.filter(ranked._rank == 0)
-    return top.select("customer_id", **{name: top._v})
+    rank = counted._n.cast("int64") * 1000 - counted._v.cast("int64")
+    return counted.group_by("customer_id").aggregate(**{name: counted._v.argmax(rank)})
 
 
 def activity_features(events: ir.Table, as_of: datetime, window_days: int = 90) -> ir.Table:
@@ -159,9 +212,12 @@ def activity_features(events: ir.Table, as_of: datetime, window_days: int = 90) 
     )
 
 
-def category_affinity(orders: ir.Table, products: ir.Table, as_of: datetime) -> ir.Table:
+def category_affinity(orders: ir.Table, p: Purchases, products: ir.Table) -> ir.Table:
     """Each customer's favourite category (by spend) and its share of their spend."""
-    o = valid_lines(orders, as_of)
+    seen = orders.filter(orders.ordered_at < p.as_of)
+    o = seen.join(p.orders.select("order_id", order_status=p.orders.status), "order_id")
+    # the lines of the order's latest status: an earlier copy of a re-imported line goes
+    o = o.filter(o.status == o.order_status)
     lines = o.join(products.select("product_id", "category"), "product_id")
     spend = lines.group_by(["customer_id", "category"]).aggregate(
         spent=(lines.quantity * lines.unit_price - lines.discount).sum()
@@ -180,18 +236,16 @@ def category_affinity(orders: ir.Table, products: ir.Table, as_of: datetime) -> 
     )
 
 
-def open_carts(events: ir.Table, orders: ir.Table, products: ir.Table, as_of: datetime) -> ir.Table:
+def open_carts(events: ir.Table, p: Purchases, products: ir.Table) -> ir.Table:
     """What each customer put in the cart since their last order and did not take out."""
     e = events.filter(
-        events.occurred_at < as_of,
+        events.occurred_at < p.as_of,
         events.customer_id.notnull(),
         events.type.isin(("add_to_cart", "remove_from_cart")),
         events.product_id.notnull(),
     )
-    last_order = (
-        orders_as_of(orders, as_of)
-        .group_by("customer_id")
-        .aggregate(last_order_at=lambda t: t.ordered_at.max())
+    last_order = p.orders.group_by("customer_id").aggregate(
+        last_order_at=lambda t: t.ordered_at.max()
     )
     e = _attach(e, last_order)
     e = e.filter(e.last_order_at.isnull() | (e.occurred_at > e.last_order_at))
@@ -233,17 +287,23 @@ def customer_features(
     products: ir.Table,
     as_of: datetime,
     window_days: int = 90,
+    *,
+    bought: Purchases | None = None,
 ) -> ir.Table:
-    """Every feature, one row per customer seen in the orders or events before as_of."""
-    buying = purchase_features(orders, as_of, window_days)
+    """Every feature, one row per customer seen in the orders or events before as_of.
+
+    `bought`, when given, is purchases(orders, as_of) already made (and cached) by the caller.
+    """
+    p = bought or purchases(orders, as_of)
+    buying = purchase_features(p, window_days)
     active = activity_features(events, as_of, window_days)
     people = buying.select("customer_id").union(active.select("customer_id")).distinct()
     t = people
     for part in (
         buying,
         active,
-        category_affinity(orders, products, as_of),
-        open_carts(events, orders, products, as_of),
+        category_affinity(orders, p, products),
+        open_carts(events, p, products),
     ):
         t = _attach(t, part)
     last_seen = ibis.greatest(
@@ -258,16 +318,8 @@ def customer_features(
     )
 
 
-def purchase_gaps(orders: ir.Table, as_of: datetime) -> ir.Table:
-    """Every gap in days between a customer's consecutive purchase days, with the category of
-    the later purchase's first line: what the shop's own rhythm of buying looks like."""
-    o = valid_lines(orders, as_of)
-    per_day = o.group_by(["customer_id", o.ordered_at.date().name("day")]).aggregate(
-        at=o.ordered_at.min()
-    )
-    previous = per_day.at.lag().over(group_by=per_day.customer_id, order_by=per_day.at)
-    gaps = per_day.mutate(
-        gap=(per_day.at.epoch_seconds().cast("float64") - previous.epoch_seconds().cast("float64"))
-        / DAY
-    )
+def purchase_gaps(p: Purchases) -> ir.Table:
+    """Every gap in days between a customer's consecutive purchase days: what the shop's own
+    rhythm of buying looks like."""
+    gaps = _gaps(p)
     return gaps.filter(gaps.gap.notnull()).select("customer_id", "gap")

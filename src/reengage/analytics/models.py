@@ -8,16 +8,17 @@ first purchase starts the clock and is left out of the frequency and the mean sp
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from typing import Any
 
 import ibis.expr.types as ir
+import numpy as np
 import pyarrow as pa
 from threadpoolctl import threadpool_limits
 
 from reengage.analytics.btyd import BGNBD, GammaGamma, clv, fit_bgnbd, fit_gamma_gamma
-from reengage.analytics.btyd_data import RFMSummary, rfm_summary
-from reengage.analytics.features import orders_as_of
+from reengage.analytics.btyd_data import RFMSummary
+from reengage.analytics.features import Purchases, purchases
 from reengage.errors import InputError
 
 UNITS = {"day": 1.0, "week": 7.0}
@@ -57,20 +58,52 @@ class Fitted:
 
 def fit(orders: ir.Table, as_of: datetime, unit: str = "week") -> Fitted:
     """Fit BG/NBD and Gamma-Gamma on every customer's valid orders before as_of."""
+    return fit_purchases(purchases(orders, as_of), unit)
+
+
+def summarize(bought: Purchases, unit: str = "week") -> RFMSummary:
+    """Each customer's (x, t_x, T, m) from their purchase days, computed by the engine: the
+    numbers rfm_summary (and lifetimes) give, without carrying the orders into Python."""
     if unit not in UNITS:
         raise InputError(f"--time-unit {unit!r}: use day or week")
-    o = orders_as_of(orders, as_of).select("customer_id", "ordered_at", "value").to_pyarrow()
-    if o.num_rows == 0:
-        raise InputError(f"no orders before {as_of.isoformat()}: nothing to fit the models to")
+    d = bought.days
+    day = (d.at.epoch_seconds() // 86400).cast("int64")
     # the summary counts whole days up to and including its as_of day: the day before as_of
-    last_day = (as_of - timedelta(microseconds=1)).date()
-    summary = rfm_summary(
-        o.column("customer_id").to_numpy(zero_copy_only=False),
-        o.column("ordered_at").to_numpy(zero_copy_only=False),
-        o.column("value").to_numpy(zero_copy_only=False),
-        as_of=last_day,
-        unit_days=UNITS[unit],
+    last_day = (bought.as_of - timedelta(microseconds=1)).date()
+    end = (last_day - date(1970, 1, 1)).days
+    t = (
+        d.mutate(daynum=day)
+        .group_by("customer_id")
+        .aggregate(
+            n=lambda t: t.count(),
+            first=lambda t: t.daynum.min(),
+            last=lambda t: t.daynum.max(),
+            total=lambda t: t.value.sum(),
+            first_value=lambda t: t.value.argmin(t.daynum),
+        )
+        .to_pyarrow()
     )
+    if t.num_rows == 0:
+        raise InputError(
+            f"no orders before {bought.as_of.isoformat()}: nothing to fit the models to"
+        )
+    n = t.column("n").to_numpy().astype(np.float64)
+    first = t.column("first").to_numpy()
+    x = n - 1.0
+    repeat_value = t.column("total").to_numpy() - t.column("first_value").to_numpy()
+    unit_days = UNITS[unit]
+    return RFMSummary(
+        customer_id=t.column("customer_id").to_numpy(zero_copy_only=False),
+        x=x,
+        t_x=(t.column("last").to_numpy() - first) / unit_days,
+        T=(end - first) / unit_days,
+        m=np.where(x > 0, repeat_value / np.maximum(x, 1.0), 0.0),
+    )
+
+
+def fit_purchases(bought: Purchases, unit: str = "week") -> Fitted:
+    """fit() on purchases already made (and perhaps cached) by the caller."""
+    summary = summarize(bought, unit)
     # L-BFGS-B on four parameters crawls when a threaded BLAS competes for a busy machine
     # (scipy issue 22438): one thread is faster here
     with threadpool_limits(limits=1):

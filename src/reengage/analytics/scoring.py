@@ -14,9 +14,9 @@ import ibis
 import pyarrow as pa
 from sqlalchemy import Engine, select
 
-from reengage.analytics.features import customer_features, purchase_gaps
+from reengage.analytics.features import Purchases, customer_features, purchase_gaps, purchases
 from reengage.analytics.lifecycle import Thresholds, learn_thresholds, lifecycle_stages
-from reengage.analytics.models import fit, predictions
+from reengage.analytics.models import fit_purchases, predictions
 from reengage.analytics.rfm import rfm_scores
 from reengage.analytics.styles import infer_styles, style_signals
 from reengage.clock import Clock, as_utc
@@ -73,17 +73,19 @@ def compute(home: Home, engine: Engine, as_of: datetime) -> pa.Table:
         facts = ibis.duckdb.from_connection(con)
         orders, events = facts.table("orders"), facts.table("events")
         known_products = ibis.memtable(catalogue(engine))
-        seen = customer_features(orders, events, known_products, as_of).to_pyarrow()
+        # the order lines are read once: every order-based part below reads these tables
+        bought = purchases(orders, as_of, cache=True)
+        seen = customer_features(orders, events, known_products, as_of, bought=bought).to_pyarrow()
         features = _with_every_contact(engine, seen)
         thresholds = learn_thresholds(
-            purchase_gaps(orders, as_of),
+            purchase_gaps(bought),
             fixed_days=settings.inactivity_days,
             by_category=settings.inactivity_days_by_category,
         )
         known = ibis.memtable(features)
         rfm = rfm_scores(known).to_pyarrow()
         stages = lifecycle_stages(known, thresholds).to_pyarrow()
-        btyd = _btyd(orders, as_of)
+        btyd = _btyd(bought)
         styles = infer_styles(
             style_signals(orders, events, as_of, known_products).to_pyarrow(),
             overrides=_crm_styles(engine),
@@ -117,11 +119,11 @@ def _crm_styles(engine: Engine) -> dict[str, str]:
     }
 
 
-def _btyd(orders: Any, as_of: datetime) -> pa.Table:
+def _btyd(bought: Purchases) -> pa.Table:
     """The models' predictions per buyer; none (and no failure) when the shop is too small
     or too young for the models to be fitted."""
     try:
-        return predictions(fit(orders, as_of), as_of)
+        return predictions(fit_purchases(bought), bought.as_of)
     except InputError:
         return pa.table(
             {
