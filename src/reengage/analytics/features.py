@@ -20,6 +20,7 @@ Definitions (times in days, amounts in the orders' currency):
 
 from __future__ import annotations
 
+import uuid
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -113,13 +114,22 @@ class Purchases:
 def purchases(orders: ir.Table, as_of: datetime, *, cache: bool = False) -> Purchases:
     o = orders_as_of(orders, as_of)
     if cache:
-        o = o.cache()
+        o = _materialise(o)
     days = o.group_by(["customer_id", o.ordered_at.date().name("day")]).aggregate(
         at=o.ordered_at.min(), value=o.value.sum()
     )
     if cache:
-        days = days.cache()
+        days = _materialise(days)
     return Purchases(as_of, o, days)
+
+
+def _materialise(t: ir.Table) -> ir.Table:
+    """t computed once into a temporary table of its backend, gone with the connection.
+
+    (Ibis's own .cache() cannot release its tables on DuckDB 2: its DROP fails to compile.)
+    """
+    backend = t._find_backend()
+    return backend.create_table(f"_reengage_{uuid.uuid4().hex}", t, temp=True)
 
 
 def _gaps(p: Purchases) -> ir.Table:
