@@ -99,7 +99,8 @@ def orders_as_of(orders: ir.Table, as_of: datetime) -> ir.Table:
 @dataclass(frozen=True)
 class Purchases:
     """The valid orders before as_of (orders_as_of) and the purchase days they make
-    (customer_id, day, at: the day's first order, value: the day's total): what every
+    (customer_id, day, at: the day's first order, value: the day's total, gap: days since the
+    customer's previous purchase day, null for the first): what every
     order-based feature, the purchase gaps and the BTYD summary read.
 
     `purchases(..., cache=True)` materialises both once, so a scoring run reads the order
@@ -118,6 +119,11 @@ def purchases(orders: ir.Table, as_of: datetime, *, cache: bool = False) -> Purc
     days = o.group_by(["customer_id", o.ordered_at.date().name("day")]).aggregate(
         at=o.ordered_at.min(), value=o.value.sum()
     )
+    previous = days.at.lag().over(group_by=days.customer_id, order_by=days.at)
+    days = days.mutate(
+        gap=(days.at.epoch_seconds().cast("float64") - previous.epoch_seconds().cast("float64"))
+        / DAY
+    )
     if cache:
         days = _materialise(days)
     return Purchases(as_of, o, days)
@@ -132,27 +138,16 @@ def _materialise(t: ir.Table) -> ir.Table:
     return backend.create_table(f"_reengage_{uuid.uuid4().hex}", t, temp=True)
 
 
-def _gaps(p: Purchases) -> ir.Table:
-    """Every purchase day with the gap in days since the customer's previous one (null for
-    the first)."""
-    d = p.days
-    previous = d.at.lag().over(group_by=d.customer_id, order_by=d.at)
-    return d.mutate(
-        gap=(d.at.epoch_seconds().cast("float64") - previous.epoch_seconds().cast("float64")) / DAY
-    )
-
-
 def purchase_features(p: Purchases, window_days: int = 90) -> ir.Table:
     """Recency, frequency, monetary, tenure, inter-purchase times and trends per customer."""
     as_of, o = p.as_of, p.orders
-    gaps = _gaps(p)
-    gaps = gaps.mutate(is_last=gaps.at == gaps.at.max().over(group_by=gaps.customer_id))
+    gaps = p.days
     ipt = gaps.group_by("customer_id").aggregate(
         purchase_days=gaps.count(),
         ipt_median_days=gaps.gap.median(),
         ipt_p90_days=gaps.gap.quantile(0.9),
         # the pause before the latest purchase: a long one means the customer came back
-        last_gap_days=gaps.gap.max(where=gaps.is_last),
+        last_gap_days=gaps.gap.argmax(gaps.at),
     )
     age = _days_before(as_of, o.ordered_at)
     recent = age < window_days
@@ -331,5 +326,5 @@ def customer_features(
 def purchase_gaps(p: Purchases) -> ir.Table:
     """Every gap in days between a customer's consecutive purchase days: what the shop's own
     rhythm of buying looks like."""
-    gaps = _gaps(p)
+    gaps = p.days
     return gaps.filter(gaps.gap.notnull()).select("customer_id", "gap")

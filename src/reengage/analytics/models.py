@@ -130,15 +130,19 @@ def predictions(fitted: Fitted, as_of: datetime, months: int = 12) -> pa.Table:
     expected = b.expected_purchases(HORIZON_DAYS / unit_days, s.x, s.t_x, s.T)
     wait = b.expected_days_to_next_order(s.x, s.t_x, s.T, unit_days=unit_days)
     # a date only for customers likely still buying: "if alive" is misleading for the others
-    next_at = [
-        as_of + timedelta(days=float(d)) if alive >= MIN_P_ALIVE_FOR_DATE and d < 36500 else None
-        for d, alive in zip(wait, p_alive, strict=True)
-    ]
+    dated = (p_alive >= MIN_P_ALIVE_FOR_DATE) & (wait < 36500)
+    start_us = int(as_of.timestamp() * 1_000_000)
+    wait_us = np.where(dated, wait, 0.0) * 86_400_000_000
+    next_at = pa.array(
+        start_us + np.round(wait_us).astype(np.int64),
+        pa.timestamp("us", tz="UTC"),
+        mask=~dated,
+    )
     columns: dict[str, Any] = {
         "customer_id": pa.array(s.customer_id.astype(str), pa.string()),
         "p_alive": p_alive,
         "expected_purchases_90d": expected,
-        "expected_next_order_at": pa.array(next_at, pa.timestamp("us", tz="UTC")),
+        "expected_next_order_at": next_at,
     }
     if g is not None:
         columns["expected_order_value"] = g.expected_order_value(s.x, s.m)
