@@ -16,6 +16,8 @@ BENCHMARKS = {
     "btyd_fit": (["--customers", "1000000"], ["--customers", "20000"]),
     "style_f1": ([], ["--customers", "2000"]),
     "score": (["--customers", "100000"], ["--customers", "2000"]),
+    "render": (["--count", "20000"], ["--count", "2000"]),
+    "send_email": (["--count", "100000"], ["--count", "2000"]),
 }
 
 

@@ -41,6 +41,10 @@ class Settings(BaseModel):
     language: str = "en"
     shop_name: str = "Our shop"
     public_url: str = "http://127.0.0.1:8420"
+    shop_url: str | None = None
+    support_email: str | None = None
+    help_url: str | None = None
+    returns_days: int = 30
     secret_key: str | None = None
     mail_from: str = "shop@example.com"
     smtp_url: str | None = None
@@ -76,6 +80,7 @@ class Settings(BaseModel):
     }
     quiet_hours: str = "21:00-09:00"
     purchase_cooldown_days: float = 3.0
+    policy_max_defer_days: float = 3.0
 
     @field_validator("timezone")
     @classmethod
@@ -101,6 +106,20 @@ class Settings(BaseModel):
         if not value.startswith(("http://", "https://")):
             raise ValueError(f"public_url must start with http:// or https://, not {value!r}")
         return value.rstrip("/")
+
+    @field_validator("shop_url", "help_url")
+    @classmethod
+    def _page_url(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("http://", "https://")):
+            raise ValueError(f"must start with http:// or https://, not {value!r}")
+        return value.rstrip("/") if value else value
+
+    @field_validator("returns_days", "policy_max_defer_days")
+    @classmethod
+    def _not_negative(cls, value: float) -> float:
+        if value < 0:
+            raise ValueError("must not be negative")
+        return value
 
     @field_validator("secret_key")
     @classmethod
