@@ -352,6 +352,7 @@ def _register_domain_commands() -> None:
     import reengage.analytics.commands
     import reengage.channels.commands
     import reengage.messages.commands
+    import reengage.messages.offer_commands
     import reengage.web.commands  # noqa: F401
 
 

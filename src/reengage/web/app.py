@@ -1,0 +1,69 @@
+"""The ASGI app behind `reengage serve`: it only assembles the sections.
+
+Each section is a module with a `routes() -> list[BaseRoute]` function (links now; the
+collector, the API and the dashboard later). A handler finds the settings, the state engine
+and the clock with `web_context(request)`; the app never opens or closes the engine, its
+owner (the `serve` command, a test) does.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy import Engine, text
+from sqlalchemy.exc import SQLAlchemyError
+from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import BaseRoute, Route
+
+from reengage.clock import Clock
+from reengage.config import Settings
+
+
+@dataclass(frozen=True)
+class WebContext:
+    """What every handler may need, shared by all requests."""
+
+    settings: Settings
+    engine: Engine
+    clock: Clock
+
+
+def web_context(request: Request) -> WebContext:
+    found = request.app.state.web
+    assert isinstance(found, WebContext)
+    return found
+
+
+async def healthz(request: Request) -> JSONResponse:
+    """200 {"status": "ok"} when the state store answers; 503 otherwise."""
+    engine = web_context(request).engine
+
+    def ping() -> bool:
+        try:
+            with engine.connect() as conn:
+                conn.execute(text("SELECT 1"))
+        except SQLAlchemyError:
+            return False
+        return True
+
+    if await run_in_threadpool(ping):
+        return JSONResponse({"status": "ok"})
+    return JSONResponse({"status": "unavailable"}, status_code=503)
+
+
+def create_app(settings: Settings, engine: Engine, clock: Clock) -> Starlette:
+    """The web app over this home's state: /healthz and every section's routes."""
+    settings.secret()  # links cannot be checked without the key: say so now, not per request
+    # imported here: the sections import `web_context` from this module
+    from reengage.web.links import routes as link_routes
+
+    routes: list[BaseRoute] = [
+        Route("/healthz", healthz, methods=["GET"]),
+        *link_routes(),
+    ]
+    app = Starlette(routes=routes)
+    app.state.web = WebContext(settings, engine, clock)
+    return app
