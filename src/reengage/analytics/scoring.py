@@ -3,11 +3,9 @@ computed from the facts as of a date and stored in state with that date (history
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
 
 import duckdb
 import ibis
@@ -23,8 +21,7 @@ from reengage.clock import Clock, as_utc
 from reengage.config import Home
 from reengage.errors import InputError
 from reengage.facts import reader
-from reengage.state.contacts import chunks
-from reengage.state.db import bulk_insert
+from reengage.state.db import bulk_insert_columns
 from reengage.state.schema import contacts, products, scores
 
 Progress = Callable[[str, int, int], None]
@@ -160,25 +157,51 @@ def _with_every_contact(engine: Engine, seen: pa.Table) -> pa.Table:
         con.close()
 
 
-def _plain(value: Any) -> Any:
-    """JSON- and SQL-safe: NaN and infinities (0/0, an undefined mean) become missing."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    return value
+def _stored_rows(table: pa.Table, ids: pa.Table, as_of: datetime, now: datetime) -> pa.Table:
+    """The scores rows of table, built by the engine: contact ids attached, NaN and infinities
+    (0/0, an undefined mean) made missing, every other feature serialised into `details`."""
+    con = duckdb.connect()
+    try:
+        con.sql("SET TimeZone = 'UTC'")
+        con.register("t", table)
+        con.register("ids", ids)
 
+        def clean(name: str) -> str:
+            kind = table.schema.field(name).type
+            quoted = f'"{name}"'
+            if pa.types.is_floating(kind):
+                return f"CASE WHEN isfinite({quoted}) THEN {quoted} END"
+            if pa.types.is_timestamp(kind):
+                return f"strftime({quoted}, '%Y-%m-%dT%H:%M:%S.%f+00:00')"
+            return quoted
 
-def _row(record: dict[str, Any], contact_id: int, as_of: datetime, now: datetime) -> dict:
-    record = {k: _plain(v) for k, v in record.items()}
-    row: dict[str, Any] = {c: record.get(c) for c in COLUMNS}
-    row.update(contact_id=contact_id, as_of=as_of, computed_at=now)
-    row["orders"] = record.get("orders") or 0
-    row["total_spent"] = record.get("total_spent") or 0.0
-    row["details"] = {
-        k: (v.isoformat() if isinstance(v, datetime) else v)
-        for k, v in record.items()
-        if k not in COLUMNS and k != "customer_id"
-    }
-    return row
+        present = set(table.column_names)
+        columns = []
+        for name in COLUMNS:
+            if name in ("as_of", "computed_at"):
+                continue
+            if name not in present:
+                columns.append(f'NULL AS "{name}"')
+            elif name in ("orders", "total_spent"):
+                columns.append(f'coalesce({clean(name)}, 0) AS "{name}"')
+            elif pa.types.is_timestamp(table.schema.field(name).type):
+                columns.append(f'"{name}"')
+            else:
+                columns.append(f'{clean(name)} AS "{name}"')
+        extra = [n for n in table.column_names if n not in COLUMNS and n != "customer_id"]
+        details = (
+            "to_json(struct_pack(" + ", ".join(f'"{n}" := {clean(n)}' for n in extra) + "))"
+            if extra
+            else "'{}'"
+        )
+        return con.sql(
+            f"""SELECT ids.contact_id, $as_of AS as_of, $now AS computed_at,
+                       {", ".join(columns)}, {details}::VARCHAR AS details
+                FROM t JOIN ids USING (customer_id)""",
+            params={"as_of": as_of, "now": now},
+        ).to_arrow_table()
+    finally:
+        con.close()
 
 
 def score(
@@ -194,39 +217,46 @@ def score(
     Scoring the same date again replaces that date's rows; other dates are kept.
     """
     table = compute(home, engine, as_of)
-    records = table.to_pylist()
     now = clock.now()
     with engine.begin() as conn:
-        ids: dict[str, int] = {}
-        wanted = [r["customer_id"] for r in records]
-        for part in chunks(wanted):
-            got = conn.execute(
-                select(contacts.c.customer_id, contacts.c.id).where(
-                    contacts.c.customer_id.in_(part)
-                )
-            )
-            ids.update({r.customer_id: r.id for r in got})
+        got = conn.execute(
+            select(contacts.c.customer_id, contacts.c.id).where(contacts.c.customer_id.is_not(None))
+        ).all()
+        ids = pa.table(
+            {
+                "customer_id": pa.array([r.customer_id for r in got], pa.string()),
+                "contact_id": pa.array([r.id for r in got], pa.int64()),
+            }
+        )
+        rows = _stored_rows(table, ids, as_of, now)
         conn.execute(scores.delete().where(scores.c.as_of == as_of))
-        rows = [
-            _row(r, ids[r["customer_id"]], as_of, now) for r in records if r["customer_id"] in ids
-        ]
         done = 0
-        for part in chunks(rows, 20_000):
-            bulk_insert(conn, scores, list(part))
-            done += len(part)
+        for batch in rows.to_batches(max_chunksize=50_000):
+            data = {name: batch.column(name).to_pylist() for name in batch.schema.names}
+            # the engine's instants are aware UTC datetimes already; as_of and now are ours
+            bulk_insert_columns(conn, scores, data)
+            done += batch.num_rows
             if progress:
-                progress("storing scores", done, len(rows))
-    lifecycle: dict[str, int] = {}
-    segments: dict[str, int] = {}
-    for r in records:
-        lifecycle[r["lifecycle"]] = lifecycle.get(r["lifecycle"], 0) + 1
-        if r.get("rfm_segment"):
-            segments[r["rfm_segment"]] = segments.get(r["rfm_segment"], 0) + 1
-    threshold = records[0]["threshold_days"] if records else Thresholds().default_days
+                progress("storing scores", done, rows.num_rows)
+    counts = duckdb.connect()
+    try:
+        counts.register("t", table)
+        lifecycle = dict(counts.sql("SELECT lifecycle, count(*) FROM t GROUP BY 1").fetchall())
+        segments = dict(
+            counts.sql(
+                "SELECT rfm_segment, count(*) FROM t WHERE rfm_segment IS NOT NULL GROUP BY 1"
+            ).fetchall()
+        )
+        buyers = counts.sql("SELECT count(*) FROM t WHERE coalesce(orders, 0) > 0").fetchall()
+    finally:
+        counts.close()
+    threshold = (
+        table.column("threshold_days")[0].as_py() if table.num_rows else Thresholds().default_days
+    )
     return ScoreSummary(
         as_of=as_of.isoformat(),
-        contacts=len(rows),
-        buyers=sum(1 for r in records if (r.get("orders") or 0) > 0),
+        contacts=rows.num_rows,
+        buyers=int(buyers[0][0]),
         threshold_days=float(threshold),
         lifecycle=dict(sorted(lifecycle.items())),
         rfm_segments=dict(sorted(segments.items())),

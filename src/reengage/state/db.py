@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping, Sequence
 from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
@@ -90,30 +91,57 @@ def bulk_insert(conn: Connection, table: Table, rows: list[dict[str, Any]]) -> N
     parameter processing is most of the cost of a large insert)."""
     if not rows:
         return
-    columns = [c for c in table.columns if c.name in rows[0]]
+    names = [c.name for c in table.columns if c.name in rows[0]]
+    bulk_insert_columns(conn, table, {n: [r.get(n) for r in rows] for n in names})
+
+
+def bulk_insert_columns(conn: Connection, table: Table, data: Mapping[str, Sequence[Any]]) -> None:
+    """bulk_insert for data held column by column (equal lengths). A JSON column takes Python
+    values, or text that is JSON already (so an engine can serialise it in bulk)."""
+    columns = [table.c[name] for name in data]
+    values = [data[c.name] for c in columns]
+    if not values or not len(values[0]):
+        return
     names = ", ".join(f'"{c.name}"' for c in columns)
     driver = conn.connection.driver_connection
     assert driver is not None  # a live connection inside the caller's transaction
     if conn.dialect.name == "postgresql":
         from psycopg.types.json import Json
 
-        def pg(column: Column[Any], value: Any) -> Any:
-            return Json(value) if isinstance(column.type, JSON) and value is not None else value
+        def pg(value: Any) -> Any:
+            return value if value is None or isinstance(value, str) else Json(value)
 
+        fixed = [
+            [pg(v) for v in vs] if isinstance(c.type, JSON) else vs
+            for c, vs in zip(columns, values, strict=True)
+        ]
         with driver.cursor() as cur, cur.copy(f'COPY "{table.name}" ({names}) FROM STDIN') as copy:
-            for row in rows:
-                copy.write_row([pg(c, row.get(c.name)) for c in columns])
+            for row in zip(*fixed, strict=True):
+                copy.write_row(row)
         return
     if conn.dialect.name != "sqlite":
+        rows = [dict(zip(data, row, strict=True)) for row in zip(*values, strict=True)]
         conn.execute(table.insert(), rows)
         return
+    fixed = [_lite_column(c, vs) for c, vs in zip(columns, values, strict=True)]
+    marks = ", ".join("?" for _ in columns)
+    cursor = driver.cursor()
+    try:
+        cursor.executemany(
+            f'INSERT INTO "{table.name}" ({names}) VALUES ({marks})', zip(*fixed, strict=True)
+        )
+    finally:
+        cursor.close()
 
-    def lite(column: Column[Any], value: Any) -> Any:
-        # the text SQLAlchemy's SQLite dialect writes, so it reads back the same
+
+def _lite_column(column: Column[Any], values: Sequence[Any]) -> Sequence[Any]:
+    """The text SQLAlchemy's SQLite dialect writes for these values, so they read back the same."""
+
+    def lite(value: Any) -> Any:
         if value is None:
             return None
         if isinstance(column.type, JSON):
-            return json.dumps(value)
+            return value if isinstance(value, str) else json.dumps(value)
         if isinstance(value, datetime):
             if value.tzinfo is not None:
                 value = value.astimezone(UTC).replace(tzinfo=None)
@@ -124,12 +152,11 @@ def bulk_insert(conn: Connection, table: Table, rows: list[dict[str, Any]]) -> N
             return int(value)
         return value
 
-    marks = ", ".join("?" for _ in columns)
-    cursor = driver.cursor()
-    try:
-        cursor.executemany(
-            f'INSERT INTO "{table.name}" ({names}) VALUES ({marks})',
-            ([lite(c, row.get(c.name)) for c in columns] for row in rows),
-        )
-    finally:
-        cursor.close()
+    sample = next((v for v in values if v is not None), None)
+    if sample is None or (
+        isinstance(sample, int | float | str)
+        and not isinstance(sample, bool)
+        and not isinstance(column.type, JSON)
+    ):
+        return values  # numbers and text go to SQLite as they are
+    return [lite(v) for v in values]
