@@ -3,6 +3,7 @@ mistakes reported by file, line, field and name before anything is sent."""
 
 from __future__ import annotations
 
+import re
 from datetime import date, datetime
 from decimal import Decimal
 from functools import cache
@@ -68,6 +69,47 @@ def test_incentive_copy_speaks_of_an_offer_only_when_there_is_one() -> None:
     for intent in ("thank_you", "check_in"):  # service messages never sell
         for variant in VARIANTS:
             assert code not in " ".join(copy.variant(intent, variant).render(full))
+
+
+# a Jinja tag that uses the name `products`
+_USES_PRODUCTS = r"\{[{%][^}]*\bproducts\b[^}]*[}%]\}"
+
+
+@pytest.mark.parametrize("language", LANGUAGES)
+def test_copy_speaks_of_recommendations_only_where_the_email_shows_them(language: str) -> None:
+    """An intent whose email has no grid of recommendations must not say "below" about them:
+    its templates never use `products`."""
+    import yaml
+
+    data = yaml.safe_load((PACKAGED / f"{language}.yaml").read_text(encoding="utf-8"))
+    found = [
+        f"{intent}.{variant}.{field}"
+        for intent, variants in data.items()
+        if "recommendations" not in INTENTS[intent].blocks
+        for variant, fields in variants.items()
+        for field, text in fields.items()
+        if re.search(_USES_PRODUCTS, text)
+    ]
+    assert not found, found
+
+
+@pytest.mark.parametrize("language", LANGUAGES)
+def test_no_body_line_loses_its_line_break_to_a_tag(language: str) -> None:
+    """trim_blocks eats the line break after a tag that ends a line: a line of text ending in
+    `{% endif %}` would be glued to the next one (a list item to the next, two paragraphs into
+    one). A tag may end a line only when it is alone on it, or on the body's last line."""
+    import yaml
+
+    data = yaml.safe_load((PACKAGED / f"{language}.yaml").read_text(encoding="utf-8"))
+    glued = []
+    for intent, variants in data.items():
+        for variant, fields in variants.items():
+            lines = fields["body"].rstrip("\n").split("\n")
+            for line in lines[:-1]:
+                text = line.strip()
+                if text.endswith("%}") and not re.fullmatch(r"\{%[^%]*%\}", text):
+                    glued.append(f"{intent}.{variant}: {text[-50:]}")
+    assert not glued, glued
 
 
 def test_unknown_style_falls_back_to_neutral() -> None:

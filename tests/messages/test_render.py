@@ -104,9 +104,79 @@ def test_the_button_leads_where_the_intent_says() -> None:
     assert r.render("up_sell", None, "en", context, LINKS).url == context.products[0].url
     assert r.render("replenishment", None, "en", context, LINKS).url == context.product.url  # type: ignore[union-attr]
     bare = dataclasses.replace(context, products=())
-    assert r.render("up_sell", None, "en", bare, LINKS).url == context.product.url  # type: ignore[union-attr]
+    assert r.render("replenishment", None, "en", bare, LINKS).url == context.product.url  # type: ignore[union-attr]
     custom = dataclasses.replace(LINKS, cta="https://shop.example.com/cart/restore/abc")
     assert r.render("cart_reminder", None, "en", context, custom).url == custom.cta
+
+
+@pytest.mark.parametrize("intent", ["cross_sell", "up_sell", "down_sell"])
+def test_recommendation_buttons_never_lead_back_to_the_main_product(intent: str) -> None:
+    """cross_sell's main product is what they bought, down_sell's what they looked at and left:
+    the button goes to the first recommendation, or to the shop when there is none."""
+    context = sample_context("en")
+    assert context.product is not None and context.products
+    assert INTENTS[intent].cta == "recommendation"
+    for variant in VARIANTS:
+        r = renderer().render(intent, variant, "en", context, LINKS)
+        assert r.url == context.products[0].url != context.product.url
+        bare = dataclasses.replace(context, products=())
+        assert renderer().render(intent, variant, "en", bare, LINKS).url == context.shop_url
+
+    def track(url: str) -> str:
+        return f"https://r.example/c/?u={url}"
+
+    tracked = dataclasses.replace(LINKS, track=track)
+    bare = dataclasses.replace(context, products=())
+    assert renderer().render(intent, None, "fr", bare, tracked).url == track(context.shop_url)
+
+
+def test_last_chance_is_the_last_word_before_the_sunset_in_every_language() -> None:
+    """In every language and style: we stop writing unless we hear from them, the preferences
+    link keeps them, an offer's end date is given, and the button goes to the shop."""
+    stop = {
+        "en": ("stop", "go quiet", "no more"),
+        "it": ("smett", "si ferm", "da parte"),
+        "fr": ("cess", "arrêt"),
+    }
+    for language in LANGUAGES:
+        preferences = rendering.LABELS[language]["preferences"]
+        for sparse in (False, True):
+            context = sample_context(language, sparse=sparse)
+            for variant in VARIANTS:
+                where = f"last_chance.{variant} ({language}, {'sparse' if sparse else 'full'})"
+                prepared = renderer().prepare("last_chance", variant, language, context, LINKS)
+                body = " ".join(" ".join(p.lines) for p in prepared.paragraphs)
+                assert preferences in body, where
+                for text in (body, prepared.sms, prepared.push_body):
+                    assert any(word in text.lower() for word in stop[language]), (where, text)
+                if context.offer is not None:
+                    assert context.offer.expires in body and context.offer.code in prepared.sms
+                assert prepared.values["cta_url"] == context.shop_url, where
+
+
+@pytest.mark.parametrize("language", LANGUAGES)
+def test_the_offer_box_writes_its_end_date_right_for_any_day(language: str) -> None:
+    """ "valido fino al 8 novembre" is wrong Italian ("all'8", "all'11", "al 1º"): the box says
+    "valido fino al giorno 8 novembre"; French writes "jusqu’au 1er novembre"."""
+    from datetime import date
+
+    from reengage.messages.context import format_date
+
+    for day in (1, 8, 11, 20):
+        expires = format_date(date(2026, 11, day), language)
+        expected = {
+            "en": f"valid until {day} November 2026",
+            "it": f"valido fino al giorno {day} novembre 2026",
+            "fr": f"valable jusqu’au {'1er' if day == 1 else day} novembre 2026",
+        }[language]
+        offer = Offer("SHOP-7K3QH-M9XPT", "10%", expires, 3)
+        context = dataclasses.replace(sample_context(language), offer=offer)
+        for intent in ("cart_incentive", "last_chance"):
+            r = renderer().render(intent, "neutral", language, context, LINKS)
+            assert expected in r.text and expected in htmllib.unescape(r.html), (intent, day)
+            if language == "it":
+                wrong = re.compile(rf"\bal {day}\b|\ball'{day}\b")
+                assert not wrong.search(r.text) and not wrong.search(r.html), (intent, day)
 
 
 def test_tracking_wraps_every_shop_link_but_not_the_unsubscribe() -> None:

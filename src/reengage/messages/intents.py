@@ -16,7 +16,14 @@ fixes what the rest of the system must not guess:
   the contact can be reached on.
 - **cta** — where the button points: the cart, the main product, the first recommended
   product, the review page, the help page, the email preferences (to stay subscribed) or the
-  shop; a missing product falls back to the next one, then to the shop.
+  shop. A missing main product falls back to the first recommendation, then to the shop; a
+  missing recommendation falls back to the shop, never to the main product (for `cross_sell`
+  that is what they already bought, for `down_sell` what they looked at and left).
+
+The win-back series runs `winback_reminder` → `winback_incentive` → `last_chance` →
+`sunset_goodbye`: `last_chance` is the last message before the sunset (the last time we write
+about this; without a sign from them we stop writing), and after `sunset_goodbye` the contact
+is suppressed.
 """
 
 from __future__ import annotations
@@ -184,7 +191,8 @@ INTENTS: dict[str, Intent] = {
             ("offer",),
             ("email", "sms", "push"),
             "shop",
-            "an offer they hold ends soon: one honest reminder",
+            "last of the win-back series before the sunset: we stop writing unless they want to"
+            " hear from us (preferences link); an offer they hold ends on its date",
         ),
         _intent(
             "sunset_goodbye",

@@ -64,7 +64,7 @@ LABELS: dict[str, dict[str, str]] = {
         "total": "Total",
         "your_code": "Votre code",
         "enter_code": "À saisir lors du paiement",
-        "valid_until": "valable jusqu'au",
+        "valid_until": "valable jusqu’au",  # "jusqu’au 1er décembre", "jusqu’au 8 décembre"
         "order_of": "Votre commande du",
         "recommended": "Vous aimerez aussi",
         "sent_by": "Cet e-mail vous est envoyé par",
@@ -361,11 +361,14 @@ def cta_target(spec: Intent, context: Context, links: Links) -> str:
     variables = context.variables()
     if spec.cta == "cart":
         return str(variables["cart_url"])
-    if spec.cta in ("product", "recommendation"):
+    first = context.products[0].url if context.products else ""
+    if spec.cta == "product":
         main = context.product.url if context.product is not None else ""
-        first = context.products[0].url if context.products else ""
-        found = (main or first) if spec.cta == "product" else (first or main)
-        return found or context.shop_url
+        return main or first or context.shop_url
+    if spec.cta == "recommendation":
+        # never the main product: for cross_sell it is what they already bought, for up_sell
+        # and down_sell what they chose or looked at; with nothing to recommend, the shop
+        return first or context.shop_url
     if spec.cta == "review":
         return str(variables["review_url"])
     if spec.cta == "help":
