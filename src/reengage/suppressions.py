@@ -7,8 +7,8 @@ from __future__ import annotations
 from datetime import datetime
 
 from sqlalchemy import Connection, select
-from sqlalchemy.exc import IntegrityError
 
+from reengage.state.db import insert_new
 from reengage.state.schema import SUPPRESSION_REASONS, suppressions
 
 
@@ -40,21 +40,19 @@ def suppress(
     value = normalise_address(channel, address)
     if is_suppressed(conn, channel, value):
         return False
-    try:
-        with conn.begin_nested():
-            conn.execute(
-                suppressions.insert().values(
-                    channel=channel,
-                    address=value,
-                    contact_id=contact_id,
-                    reason=reason,
-                    source=source,
-                    recorded_at=at,
-                )
-            )
-    except IntegrityError:  # a concurrent writer suppressed it first
-        return False
-    return True
+    added = insert_new(
+        conn,
+        suppressions,
+        {
+            "channel": channel,
+            "address": value,
+            "contact_id": contact_id,
+            "reason": reason,
+            "source": source,
+            "recorded_at": at,
+        },
+    )
+    return added is not None  # None: a concurrent writer suppressed it first
 
 
 def is_suppressed(conn: Connection, channel: str, address: str) -> bool:

@@ -1,4 +1,4 @@
-"""Commands of the channels: push keys, ad audiences."""
+"""Commands of the channels: push keys, ad audiences, email bounces."""
 
 from __future__ import annotations
 
@@ -18,6 +18,8 @@ audiences_app = typer.Typer(
     no_args_is_help=True,
 )
 app.add_typer(audiences_app, name="audiences")
+email_app = typer.Typer(help="Email: what comes back (bounces, complaints).", no_args_is_help=True)
+app.add_typer(email_app, name="email")
 
 
 @push_app.command("keys")
@@ -102,4 +104,40 @@ def audiences_sync(
     out.print(
         f"{name!r}: sent {summary.added:,} additions and {summary.removed:,} removals to "
         f"{', '.join(p.value for p in platform)}"
+    )
+
+
+@email_app.command("bounces")
+@handles_errors
+def email_bounces(
+    path: Annotated[Path, typer.Argument(help="A maildir (with cur/ and new/) or an mbox file.")],
+    json_: Annotated[bool, typer.Option("--json", help="Print the counts as JSON.")] = False,
+) -> None:
+    """Read bounces, complaints and mailed unsubscribes in a mailbox; suppress their addresses.
+
+    A maildir's messages that held a report are marked seen, other mail is left unread; an
+    mbox is read whole each time (suppressing twice adds nothing).
+    """
+    from reengage.channels.bounces import process_folder
+
+    with opened_state() as (home, engine):
+        summary = process_folder(engine, path, secret=home.settings.secret(), clock=state.clock)
+    kinds: dict[str, int] = {}
+    for outcome in summary.outcomes:
+        kinds[outcome.report.kind] = kinds.get(outcome.report.kind, 0) + 1
+    if json_:
+        emit_json(
+            {
+                "read": summary.read,
+                "reports": summary.reports,
+                "suppressed": summary.suppressed,
+                "kinds": dict(sorted(kinds.items())),
+            }
+        )
+        return
+    found = ", ".join(f"{n:,} {kind}" for kind, n in sorted(kinds.items()))
+    out.print(
+        f"{path}: read {summary.read:,} messages, {summary.reports:,} reports"
+        + (f" ({found})" if found else "")
+        + f", {summary.suppressed:,} new suppressions"
     )

@@ -22,11 +22,11 @@ from typing import Any
 
 import pyarrow as pa
 from sqlalchemy import Connection, Engine, select
-from sqlalchemy.exc import IntegrityError
 
 from reengage.clock import Clock, as_utc
 from reengage.config import Home, Settings
 from reengage.facts import reader
+from reengage.state.db import insert_new
 from reengage.state.schema import contacts, messages, offers
 
 ALPHABET = "23456789ABCDEFGHJKLMNPQRSTUVWXYZ"  # 32 symbols: no 0/O, no 1/I
@@ -342,17 +342,14 @@ def issue_offer(
     values = {k: v for k, v in issued.__dict__.items() if k not in ("id", "code")}
     for _ in range(5):
         code = new_code(policy.prefix)
-        try:
-            with conn.begin_nested():
-                key = conn.execute(offers.insert().values(code=code, **values)).inserted_primary_key
-        except IntegrityError:  # the code exists already: draw again
+        key = insert_new(conn, offers, {"code": code, **values})
+        if key is None:  # the code exists already: draw again
             continue
-        assert key is not None
         if message_id is not None:
             conn.execute(
                 messages.update().where(messages.c.id == message_id).values(offer_code=code)
             )
-        return replace(issued, id=int(key[0]), code=code)
+        return replace(issued, id=key, code=code)
     raise RuntimeError("could not draw an unused offer code in 5 attempts")
 
 

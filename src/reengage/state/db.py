@@ -160,3 +160,21 @@ def _lite_column(column: Column[Any], values: Sequence[Any]) -> Sequence[Any]:
     ):
         return values  # numbers and text go to SQLite as they are
     return [lite(v) for v in values]
+
+
+def insert_new(conn: Connection, table: Table, values: Mapping[str, Any]) -> int | None:
+    """Insert one row unless it breaks a unique constraint: its id, or None when it would.
+
+    ON CONFLICT DO NOTHING rather than a savepoint: pysqlite starts no transaction before a
+    SAVEPOINT, so releasing one that opens the transaction commits it, and a later rollback
+    of the caller's transaction would not undo the row.
+    """
+    from sqlalchemy.dialects import postgresql, sqlite
+
+    statement = (
+        postgresql.insert(table).values(**values).on_conflict_do_nothing()
+        if conn.dialect.name == "postgresql"
+        else sqlite.insert(table).values(**values).on_conflict_do_nothing()
+    )
+    found = conn.execute(statement.returning(table.c.id)).scalar_one_or_none()
+    return None if found is None else int(found)

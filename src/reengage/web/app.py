@@ -58,11 +58,13 @@ def create_app(settings: Settings, engine: Engine, clock: Clock) -> Starlette:
     """The web app over this home's state: /healthz and every section's routes."""
     settings.secret()  # links cannot be checked without the key: say so now, not per request
     # imported here: the sections import `web_context` from this module
+    from reengage.web.hooks import routes as hook_routes
     from reengage.web.links import routes as link_routes
 
     routes: list[BaseRoute] = [
         Route("/healthz", healthz, methods=["GET"]),
         *link_routes(),
+        *hook_routes(),
     ]
     app = Starlette(routes=routes)
     app.state.web = WebContext(settings, engine, clock)
