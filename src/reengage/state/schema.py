@@ -273,3 +273,43 @@ audience_members = Table(
     Column("synced_at", DateTime(timezone=True)),
     UniqueConstraint("audience", "contact_id", name="uq_audience_members_audience_contact"),
 )
+
+# Segments: the definition is the YAML file in <home>/segments/; `segments` remembers each
+# one's last refresh, `segment_members` its current members (a refresh writes differences),
+# `segment_transitions` the history of entries and exits (its increasing id lets a journey
+# read "what happened since").
+SEGMENT_NAME_LENGTH = 100
+
+segments = Table(
+    "segments",
+    metadata,
+    Column("name", String(SEGMENT_NAME_LENGTH), primary_key=True),
+    Column("description", Text),
+    # the rule as it was last evaluated (the YAML file may have changed since)
+    Column("rule", Text, nullable=False),
+    Column("refreshed_at", DateTime(timezone=True), nullable=False),
+    Column("size", Integer, nullable=False),
+    Column("entered", Integer, nullable=False),
+    Column("exited", Integer, nullable=False),
+)
+
+segment_members = Table(
+    "segment_members",
+    metadata,
+    Column("segment", String(SEGMENT_NAME_LENGTH), primary_key=True),
+    Column("contact_id", Id, ForeignKey("contacts.id", ondelete="CASCADE"), primary_key=True),
+    Column("entered_at", DateTime(timezone=True), nullable=False),
+    Index("ix_segment_members_contact_id", "contact_id"),
+)
+
+segment_transitions = Table(
+    "segment_transitions",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("segment", String(SEGMENT_NAME_LENGTH), nullable=False),
+    Column("contact_id", Id, ForeignKey("contacts.id", ondelete="CASCADE"), nullable=False),
+    Column("kind", String(8), nullable=False),  # enter, exit
+    Column("at", DateTime(timezone=True), nullable=False),
+    Index("ix_segment_transitions_segment_at", "segment", "at"),
+    Index("ix_segment_transitions_contact_id", "contact_id"),
+)
