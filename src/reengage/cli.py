@@ -350,7 +350,9 @@ if __name__ == "__main__":
 def _register_domain_commands() -> None:
     # the domain modules add their commands to `app`; imported last, as they import this module
     import reengage.analytics.commands
+    import reengage.audience.commands
     import reengage.channels.commands
+    import reengage.journeys.commands
     import reengage.messages.commands
     import reengage.messages.offer_commands
     import reengage.web.commands  # noqa: F401
