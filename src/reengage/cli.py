@@ -355,6 +355,7 @@ def _register_domain_commands() -> None:
     import reengage.journeys.commands
     import reengage.messages.commands
     import reengage.messages.offer_commands
+    import reengage.messages.outbox_commands
     import reengage.web.commands  # noqa: F401
 
 
