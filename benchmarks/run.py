@@ -18,6 +18,8 @@ BENCHMARKS = {
     "score": (["--customers", "100000"], ["--customers", "2000"]),
     "render": (["--count", "20000"], ["--count", "2000"]),
     "send_email": (["--count", "100000"], ["--count", "2000"]),
+    "send_campaign": (["--count", "100000"], ["--count", "2000"]),
+    "segments": (["--contacts", "1000000"], ["--contacts", "5000"]),
 }
 
 
