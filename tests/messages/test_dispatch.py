@@ -703,3 +703,303 @@ def test_nothing_due_is_a_quiet_run(shop: Shop) -> None:
     assert summary.as_dict()["claimed"] == 0
     with shop.engine.connect() as conn:
         assert conn.execute(select(func.count()).select_from(messages)).scalar_one() == 0
+
+
+# --- batch contexts are the contexts `for_contact` builds one at a time ---------------------------
+
+
+def _facts(shop: Shop) -> None:
+    """Orders and product views in the facts store, products and an offer in state."""
+    import pyarrow as pa
+
+    from reengage.facts.kinds import EVENTS, ORDERS
+    from reengage.facts.writer import append
+
+    now = shop.clock.now()
+    catalogue = {  # id: (category, price)
+        "P1": ("shoes", "50.00"),
+        "P2": ("shoes", "80.00"),
+        "P3": ("shoes", "30.00"),
+        "P4": ("socks", "5.00"),
+        "P5": ("socks", "8.00"),
+    }
+    with shop.engine.begin() as conn:
+        for pid, (category, price) in catalogue.items():
+            conn.execute(
+                products.insert().values(
+                    product_id=pid,
+                    title=f"Item {pid}",
+                    category=category,
+                    price=price,
+                    currency="EUR",
+                    url=f"{SHOP}/products/{pid}",
+                    image_url=f"{SHOP}/img/{pid}.jpg",
+                    in_stock=True,
+                    created_at=now - timedelta(days=400),
+                    updated_at=now - timedelta(days=400),
+                    origin="products",
+                )
+            )
+    baskets = [  # order, customer, days ago, products, status
+        ("o1", "C-a", 90, ["P1", "P4"], "paid"),
+        ("o2", "C-b", 80, ["P1", "P4"], "paid"),
+        ("o3", "C-c", 70, ["P1", "P4"], "paid"),
+        ("o4", "C-d", 60, ["P2"], "paid"),
+        ("o5", "C-e", 50, ["P3"], "paid"),
+        ("o6", "C-a", 20, ["P2"], "paid"),
+        ("o7", "C-b", 10, ["P5", "P3"], "cancelled"),  # void: o2 stays C-b's last
+        ("o8", "C-f", 5, ["P1"], "paid"),
+    ]
+    lines = [
+        {
+            "line_id": f"{o}-{p}",
+            "order_id": o,
+            "customer_id": c,
+            "ordered_at": now - timedelta(days=d),
+            "product_id": p,
+            "quantity": 1 + (p == "P4"),
+            "unit_price": float(catalogue[p][1]),
+            "currency": "EUR",
+            "discount": 0.0,
+            "coupon_code": None,
+            "status": s,
+        }
+        for o, c, d, ps, s in baskets
+        for p in ps
+    ]
+    append(
+        shop.settings.facts_path,
+        ORDERS,
+        pa.Table.from_pylist(lines, schema=pa.schema([f for f in ORDERS.schema][:-1])),
+        ingested_at=now,
+    )
+    views = [
+        ("v1", "C-a", 3, "P3"),
+        ("v2", "C-a", 1, "P5"),
+        ("v3", "C-c", 2, "P2"),
+        ("v4", "C-f", 4, "P1"),
+    ]
+    events = [
+        {
+            "event_id": e,
+            "customer_id": c,
+            "anonymous_id": None,
+            "type": "product_view",
+            "occurred_at": now - timedelta(days=d),
+            "product_id": p,
+            "session_id": None,
+            "source": "web",
+            "device": None,
+            "duration_s": None,
+            "properties": None,
+        }
+        for e, c, d, p in views
+    ]
+    append(
+        shop.settings.facts_path,
+        EVENTS,
+        pa.Table.from_pylist(events, schema=pa.schema([f for f in EVENTS.schema][:-1])),
+        ingested_at=now,
+    )
+
+
+@pytest.mark.parametrize(
+    "intent",
+    ["cart_reminder", "browse_reminder", "thank_you", "cross_sell", "up_sell", "winback_incentive"],
+)
+def test_batch_contexts_are_those_for_contact_builds(shop: Shop, intent: str) -> None:
+    from reengage.messages.context import for_contact
+    from reengage.messages.dispatch import BatchContexts, Person
+    from reengage.state.schema import offers
+
+    _facts(shop)
+    now = shop.clock.now()
+    people = {}
+    for customer, language, zone, cart in (
+        ("C-a", "fr", "Europe/Paris", ["P2", "P4"]),
+        ("C-b", "it", None, None),
+        ("C-c", "en", "America/New_York", None),
+        ("C-d", None, "Bogus/Zone", ["P9"]),  # a product the catalogue does not know
+        ("C-e", "en", None, None),
+        ("C-f", "en", None, None),
+    ):
+        contact_id = shop.person(language=language, timezone=zone, cart_products=cart)
+        with shop.engine.begin() as conn:
+            conn.execute(
+                contacts.update().where(contacts.c.id == contact_id).values(customer_id=customer)
+            )
+        people[contact_id] = customer
+    a = next(c for c, k in people.items() if k == "C-a")
+    with shop.engine.begin() as conn:
+        conn.execute(
+            offers.insert().values(
+                code="BOTTEGA-ABCDE-FGHJK",
+                contact_id=a,
+                intent="winback_incentive",
+                level=1,
+                kind="percent",
+                value="10",
+                max_discount="15",
+                currency="EUR",
+                issued_at=now - timedelta(days=1),
+                expires_at=now + timedelta(days=6),
+                status="issued",
+            )
+        )
+    for contact_id in people:
+        shop.queue(contact_id, intent, payload={})
+    rows = claim(shop.engine, shop.clock, limit=100)
+    with shop.engine.connect() as conn:
+        found = {
+            c.id: Person(c.id, c.customer_id, c.email, c.phone, c.country, c.first_name, c.timezone)
+            for c in conn.execute(select(contacts))
+        }
+    batch = BatchContexts(shop.home, shop.engine, shop.clock)
+    try:
+        built = batch.build(rows, found, now)
+    finally:
+        batch.close()
+    assert len(built) == len(people)
+    some_recommendations = False
+    for row in rows:
+        one = for_contact(shop.home, shop.engine, people[row.contact_id], intent, clock=shop.clock)
+        assert one.language == row.language
+        assert built[row.id] == one.context, people[row.contact_id]
+        some_recommendations |= bool(one.context.products)
+    if intent in ("browse_reminder", "cross_sell", "up_sell"):
+        assert some_recommendations  # the shop is big enough for the comparison to mean it
+
+
+# --- other channels, offers -----------------------------------------------------------------------
+
+
+def _consent(shop: Shop, contact_id: int, channel: str) -> None:
+    with shop.engine.begin() as conn:
+        conn.execute(
+            consents.insert().values(
+                contact_id=contact_id,
+                channel=channel,
+                purpose="marketing",
+                granted=True,
+                source="signup",
+                recorded_at=T0 - timedelta(days=10),
+            )
+        )
+
+
+def test_an_sms_carries_the_plain_link_and_the_opt_out_line(shop: Shop) -> None:
+    import httpx
+
+    from reengage.channels.sms import TwilioSMS
+
+    luca = shop.person(language="it", timezone="Europe/Rome")
+    with shop.engine.begin() as conn:
+        conn.execute(
+            contacts.update()
+            .where(contacts.c.id == luca)
+            .values(phone="333 123 4567", country="IT")
+        )
+    _consent(shop, luca, "sms")
+    queued = shop.queue(luca, channel="sms")
+    seen: list[dict[str, str]] = []
+
+    def twilio(request: httpx.Request) -> httpx.Response:
+        from urllib.parse import parse_qsl
+
+        seen.append(dict(parse_qsl(request.content.decode())))
+        return httpx.Response(201, json={"sid": "SM0001"})
+
+    sms = TwilioSMS(
+        account_sid="AC0001",
+        auth_token="token",
+        sender="+15005550006",
+        api_url="https://api.twilio.test",
+        status_base_url=PUBLIC,
+        client=httpx.Client(transport=httpx.MockTransport(twilio)),
+    )
+    summary = shop.deliver(channels={"sms": sms})
+    assert summary.sent == 1
+    [form] = seen
+    assert form["To"] == "+393331234567"
+    assert form["Body"].endswith("\nRispondi STOP per disiscriverti")
+    assert CART["cart_url"] in form["Body"]  # the link itself: a click token would double it
+    assert "/l/c/" not in form["Body"]
+    assert form["StatusCallback"] == f"{PUBLIC}/sms/status?message_id={queued}"
+    row = shop.row(queued)
+    assert (row.status, row.provider_id, row.subject) == ("sent", "SM0001", None)
+
+
+def test_a_push_goes_to_the_newest_subscription_with_a_tracked_link(shop: Shop) -> None:
+    from reengage.state.schema import push_subscriptions
+
+    chloe = shop.person(language="fr")
+    _consent(shop, chloe, "push")
+    with shop.engine.begin() as conn:
+        for n in (1, 2):
+            conn.execute(
+                push_subscriptions.insert().values(
+                    contact_id=chloe,
+                    endpoint=f"https://push.example/{n}",
+                    p256dh="key",
+                    auth="auth",
+                    created_at=T0 - timedelta(days=10 - n),
+                )
+            )
+    queued = shop.queue(chloe, channel="push")
+    got: list[Outgoing] = []
+
+    class Push:
+        name = "push"
+
+        def send(self, message: Outgoing) -> Receipt:
+            got.append(message)
+            return Receipt("https://push.example/m/1")
+
+        def close(self) -> None:
+            pass
+
+    assert shop.deliver(channels={"push": Push()}).sent == 1
+    [message] = got
+    assert message.to == "https://push.example/2"
+    assert message.subject and message.text
+    assert message.data["url"] == click_url(shop.settings, queued, chloe, CART["cart_url"])
+    assert shop.row(queued).subject == message.subject
+
+
+def test_the_offer_a_message_carries_is_the_one_it_shows(shop: Shop) -> None:
+    from reengage.state.schema import offers
+
+    anna = shop.person()
+    with_code = shop.queue(anna, "cart_incentive", priority=80)
+    with shop.engine.begin() as conn:
+        for code, days in (("BOTTEGA-LIVE2-CODE3", 5), ("BOTTEGA-OTHER-CODE4", 6)):
+            conn.execute(
+                offers.insert().values(
+                    code=code,
+                    contact_id=anna,
+                    intent="cart_incentive",
+                    level=1,
+                    kind="percent",
+                    value="10",
+                    max_discount="15",
+                    currency="EUR",
+                    issued_at=T0 - timedelta(hours=days),
+                    expires_at=T0 + timedelta(days=days),
+                    message_id=with_code if code.startswith("BOTTEGA-LIVE") else None,
+                    status="issued",
+                )
+            )
+        conn.execute(
+            messages.update()
+            .where(messages.c.id == with_code)
+            .values(offer_code="BOTTEGA-LIVE2-CODE3")
+        )
+    assert shop.deliver().sent == 1
+    box = mailbox.Maildir(shop.settings.mail_path, create=False)
+    [raw] = [m.as_bytes() for m in box]
+    msg = email.message_from_bytes(raw, policy=email.policy.default)
+    assert isinstance(msg, EmailMessage)
+    text = msg.get_body(("plain",))
+    assert text is not None
+    assert "BOTTEGA-LIVE2-CODE3" in text.get_content()
+    assert "BOTTEGA-OTHER-CODE4" not in text.get_content()

@@ -14,12 +14,16 @@ in due order; priority decides inside a batch (the policy's), not across batches
 `claimed_at` is the claim's fence: every later write of the row requires it unchanged, so a
 worker that lost its lease cannot overwrite the new owner's outcome.
 
-**Deciding.** The claimed rows are checked again with `channels.policy.check_many` (consents,
-suppressions and counts may have changed since they were queued; each row is its own
-`message_id`, so it does not count against itself): a block marks the row `blocked` with the
-reason, a deferral puts it back to `queued` at the new `due_at` with the reason, an allow may
-set lower-priority queued rows aside (`apply_bumps`). The address actually sent to (email,
-E.164 phone, push endpoint) is checked against the suppressions too.
+**Deciding.** The claimed rows are checked again by the contact policy (consents,
+suppressions and counts may have changed since they were queued): `read_facts` for the batch,
+without the batch's own rows among the counted messages, then `decide_many`, which decides by
+priority and counts each allowed row as it goes — so of two promotions for one contact in a
+batch the higher-priority one goes, as `check_many` would answer one request at a time. A
+block marks the row `blocked` with the reason, a deferral puts it back to `queued` at the new
+`due_at` with the reason (its attempt not counted), an allow may set lower-priority queued
+rows aside (`apply_bumps`). The address actually sent to (email, E.164 phone, push endpoint)
+is checked against the suppressions too. Two dispatchers deciding for one contact at the same
+moment each count the other's claimed row: both may defer (never both send past a cap).
 
 **Rendering.** Contexts are built for the whole batch from state (contacts, latest scores,
 offers, products) and the facts (last valid order and last product viewed of every customer
@@ -30,12 +34,17 @@ click-tracked (`web.links.click_url`), the HTML carries the open pixel, and the 
 `List-Unsubscribe` header the unsubscribe and preferences links. SMS carry the untracked link
 (a click token would double their length) and the opt-out line.
 
-**Sending and marking.** Worker threads render, send through the channel and mark each row
-in its own short transaction right after the provider answered: `sent` (sent_at, provider id,
-subject); on a `TemporaryFailure`, back to `queued` later (10 min, 40 min, 2 h 40, then every
-6 h; `failed` after `max_attempts`); on a `PermanentFailure`, `failed`, and the address
-suppressed (`bounced`) when the provider said it does not exist. `sent` and `failed` message
-events go to the facts in batches.
+**Sending and marking.** Worker threads (`threads`, default 4) render, send through the
+channel and mark each row in its own short transaction right after the provider answered:
+`sent` (sent_at, provider id, subject); on a `TemporaryFailure`, back to `queued` later (10
+min, 40 min, 2 h 40, then every 6 h; `failed` after `max_attempts`, 6); on a
+`PermanentFailure`, `failed`, and the address suppressed (`bounced`) when the provider said it
+does not exist. After three temporary failures in a row (or a refused login, a bad
+certificate) the channel counts as down for the run: its remaining rows go back to the queue
+for 10 minutes, their attempts not counted. A row whose claim is older than half the lease
+when its turn comes goes back too, never sent late by a worker that may have lost it. `sent`
+and `failed` message events go to the facts, 5,000 to a file. While one batch is being sent,
+the next is claimed and prepared: at most two batches are held at a time.
 
 **The crash window.** Between the provider accepting a message and its row being marked
 `sent` there is one message per sending thread. A worker that dies there leaves the row
@@ -43,6 +52,7 @@ events go to the facts in batches.
 MIME boundary and every token derive from the outbox id (the Twilio status callback names it,
 the push Topic replaces an undelivered copy). A crash after the state commit and before the
 events are written loses those `sent` events (the rows still say `sent`); up to 5,000.
+A run stopped by an error or Ctrl-C puts the rows it had not started back in the queue.
 """
 
 from __future__ import annotations
@@ -113,6 +123,7 @@ RETRY_FACTOR = 4
 RETRY_MAX = timedelta(hours=6)
 BATCH = 500
 THREADS = 4
+MAX_THREADS = 12
 EVENTS_PER_FILE = 5000
 # consecutive temporary failures after which a channel is taken as down for the run
 DOWN_AFTER = 3
@@ -702,6 +713,8 @@ class _Run:
     ) -> None:
         if threads < 1 or batch_size < 1 or max_attempts < 1:
             raise ValueError("threads, batch_size and max_attempts must be at least 1")
+        if threads > MAX_THREADS:  # each holds a connection of the engine's pool (5 + 10)
+            raise ValueError(f"threads: at most {MAX_THREADS}")
         self.home = home
         self.settings: Settings = home.settings
         self.engine = engine
@@ -1045,6 +1058,9 @@ class _Run:
             return self._temporary(row, exc)
         except PermanentFailure as exc:
             return self._permanent(row, job, exc)
+        except ValueError as exc:  # the channel could not build it (a bad header in the payload)
+            log.error("outbox %s could not be built: %s", row.id, exc)
+            return self._end(row, "failed", f"invalid message: {_reason(exc)}", now)
         with self._lock:
             self._failures[row.channel] = 0
         sent_at = self.clock.now()
@@ -1334,14 +1350,19 @@ class _Run:
         )
 
     def _flush_events(self) -> None:
-        if not self._events:
+        """Write the buffered events; a store that refuses them is logged, not raised: the
+        rows already say what happened, the events are the analytics' copy."""
+        events, self._events = self._events, []
+        if not events:
             return
-        missing = [e for e in self._events if e["customer_id"] is None]
-        if missing:
-            self._customer_ids(missing)
-        table = pa.Table.from_pylist(self._events, schema=_EVENT_SCHEMA)
-        append(self.settings.facts_path, MESSAGE_EVENTS, table, ingested_at=self.clock.now())
-        self._events = []
+        try:
+            missing = [e for e in events if e["customer_id"] is None]
+            if missing:
+                self._customer_ids(missing)
+            table = pa.Table.from_pylist(events, schema=_EVENT_SCHEMA)
+            append(self.settings.facts_path, MESSAGE_EVENTS, table, ingested_at=self.clock.now())
+        except Exception as exc:
+            log.error("could not write %d message events: %r", len(events), exc)
 
     def _customer_ids(self, events: list[dict[str, Any]]) -> None:
         ids = sorted({int(e["message_id"]) for e in events})
