@@ -138,19 +138,18 @@ def list_(
         Column("id", justify="right"),
         Column("contact", no_wrap=True),
         "from",
-        "channel",
+        Column("channel", no_wrap=True),
         Column("intent", no_wrap=True),
         "copy",
-        "lang",
         Column("time (UTC)", no_wrap=True),
-        "status",
+        Column("status", no_wrap=True),
         "reason",
     )
     for r in rows:
         origin = f"{r.journey}/{r.step}" if r.journey else (r.campaign or "-")
-        copy = r.variant or r.style
-        if r.variant and r.variant != r.style:
-            copy = f"{r.variant} ({r.style})"
+        copy = f"{r.variant or r.style} {r.language}"
+        if r.variant and r.style not in (r.variant, "unknown"):
+            copy += f" (style {r.style})"
         table.add_row(
             str(r.id),
             r.customer_id or str(r.contact_id),
@@ -158,7 +157,6 @@ def list_(
             r.channel,
             r.intent,
             copy,
-            r.language,
             r.at.strftime("%Y-%m-%d %H:%M"),
             r.status,
             Text(r.reason or ""),
