@@ -7,7 +7,7 @@ import json
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from datetime import date
+from datetime import UTC, date, datetime
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any, ParamSpec, TypeVar
@@ -60,6 +60,19 @@ def handles_errors(fn: Callable[P, R]) -> Callable[P, R]:
             raise typer.Exit(exc.exit_code) from None
 
     return wrapper
+
+
+def instant(text: str | None, option: str = "--as-of") -> datetime:
+    """The instant an option names (a date is its midnight UTC); the clock's now when not
+    given. Exits 2 with the option named when it is neither."""
+    if text is None:
+        return state.clock.now()
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        err.print(f"error: {option} {text!r} is not a date (YYYY-MM-DD) or an ISO 8601 instant")
+        raise typer.Exit(2) from None
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
 def emit_json(data: Any) -> None:
@@ -355,6 +368,7 @@ def _register_domain_commands() -> None:
     import reengage.audience.commands
     import reengage.channels.commands
     import reengage.journeys.commands
+    import reengage.journeys.engine_commands
     import reengage.messages.commands
     import reengage.messages.offer_commands
     import reengage.messages.outbox_commands

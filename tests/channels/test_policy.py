@@ -180,10 +180,33 @@ def test_consent_is_per_channel_and_purpose(engine: Engine, settings: Settings) 
         cid = add_contact(conn, phone="+39 333 123 4567")
         add_consent(conn, cid, "email", "marketing")
         assert check(conn, cid, "email", "marketing", 20, T0, settings).allowed
-        assert not check(conn, cid, "email", "transactional", 20, T0, settings).allowed
         assert check(conn, cid, "sms", "marketing", 20, T0, settings).reason == "no_consent"
-        add_consent(conn, cid, "email", "transactional")
-        assert check(conn, cid, "email", "transactional", 20, T0, settings).allowed
+        assert check(conn, cid, "sms", "transactional", 20, T0, settings).reason == "no_consent"
+        add_consent(conn, cid, "sms", "transactional")
+        assert check(conn, cid, "sms", "transactional", 20, T0, settings).allowed
+
+
+def test_service_email_to_a_customer_needs_no_opt_in_but_a_refusal_blocks_it(
+    engine: Engine, settings: Settings
+) -> None:
+    with engine.begin() as conn:
+        customer = add_contact(conn)
+        assert check(conn, customer, "email", "transactional", 20, T0, settings).allowed
+        assert not check(conn, customer, "email", "marketing", 20, T0, settings).allowed
+        add_consent(conn, customer, "email", "transactional", granted=False)
+        refused = check(conn, customer, "email", "transactional", 20, T0, settings)
+        assert refused.reason == "no_consent"
+        visitor = conn.execute(
+            contacts.insert().values(
+                email="visitor@example.com",
+                created_at=T0,
+                updated_at=T0,
+                origin="test",
+                attributes={},
+            )
+        ).inserted_primary_key[0]
+        visit = check(conn, visitor, "email", "transactional", 20, T0, settings)
+        assert visit.reason == "no_consent"
 
 
 def test_unknown_contact_is_never_contacted(engine: Engine, settings: Settings) -> None:

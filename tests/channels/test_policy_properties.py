@@ -98,6 +98,7 @@ def contact_facts(draw: st.DrawFn, base: datetime) -> PolicyFacts:
         consents=consents,
         email=draw(st.sampled_from(("a@example.com",) * 5 + (None,))),
         phone=draw(st.sampled_from(("+393331234567",) * 5 + (None,))),
+        customer=draw(st.booleans()),
         suppressed=suppressed,
         timezone=draw(st.sampled_from((*ZONES, None, "Not/AZone"))),
         last_order_at=None if ordered is None else base + timedelta(minutes=ordered),
@@ -199,7 +200,11 @@ def caps_broken(sent: list[tuple[str, datetime]], zone: ZoneInfo, settings: Sett
 
 
 def allowed_facts(facts: PolicyFacts, request: SendRequest) -> None:
-    assert facts.consents.get((request.channel, request.purpose)) is True
+    assert facts.granted(request.channel, request.purpose)
+    if (request.channel, request.purpose) != ("email", "transactional"):
+        assert facts.consents.get((request.channel, request.purpose)) is True
+    else:  # service email: an opt-in, or a customer who never refused
+        assert facts.consents.get((request.channel, request.purpose), facts.customer) is True
     if request.channel == "email":
         assert facts.email
     if request.channel == "sms":
@@ -448,6 +453,7 @@ def test_the_state_store_decides_as_the_core_does(
             if email and person.suppressed_email
             else {},
             timezone=person.timezone,
+            customer=True,  # add_contact gives every contact a customer id
         )
         zone = zone_of(facts, settings)
         counted: list[tuple[str, datetime]] = []

@@ -316,6 +316,17 @@ def test_send_deliver_and_list_commands(
 ) -> None:
     consenting = add_contact(engine, email="proof@example.org", consent=True)
     refusing = add_contact(engine, email="nope@example.org")
+    with engine.begin() as conn:  # she asked for no email at all, even about her orders
+        conn.execute(
+            consents.insert().values(
+                contact_id=refusing,
+                channel="email",
+                purpose="transactional",
+                granted=False,
+                source="preferences",
+                recorded_at=T0 - timedelta(days=30),
+            )
+        )
     now = ["--now", "2026-11-02T10:00:00Z"]
     queued = cli.invoke(
         app,
@@ -351,7 +362,7 @@ def test_send_deliver_and_list_commands(
     assert delivered.exit_code == 0, delivered.output
     summary = json.loads(delivered.stdout)
     assert (summary["claimed"], summary["sent"], summary["blocked"]) == (2, 1, 1)
-    assert summary["reasons"] == {"no_consent": 1}  # no transactional consent for her
+    assert summary["reasons"] == {"no_consent": 1}  # she refused service email
     assert (home.settings.mail_path / "new").is_dir()
 
     listed = cli.invoke(app, ["messages", "list", "--status", "sent", "--json"])

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Annotated
 
@@ -15,6 +15,7 @@ from reengage.cli import (
     emit_json,
     err,
     handles_errors,
+    instant,
     opened_state,
     out,
     state,
@@ -32,14 +33,7 @@ app.add_typer(models_app, name="models")
 
 
 def _as_of(text: str | None) -> datetime:
-    if text is None:
-        return state.clock.now()
-    try:
-        moment = datetime.fromisoformat(text)
-    except ValueError:
-        err.print(f"error: --as-of {text!r} is not a date (YYYY-MM-DD) or an ISO 8601 instant")
-        raise typer.Exit(2) from None
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+    return instant(text, "--as-of")
 
 
 @app.command()

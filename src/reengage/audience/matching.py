@@ -13,12 +13,13 @@ connection: `drop` them when done (they vanish with the connection anyway).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+import duckdb
 import pyarrow as pa
 from sqlalchemy import (
     BigInteger,
@@ -110,9 +111,19 @@ def _load(conn: Connection, table: Table, data: pa.Table) -> None:
                 cursor.close()
 
 
-def match(conn: Connection, facts: Path, rules: Mapping[str, Rule], now: datetime) -> Matches:
+def match(
+    conn: Connection,
+    facts: Path,
+    rules: Mapping[str, Rule],
+    now: datetime,
+    *,
+    only: Sequence[int] | None = None,
+    con: duckdb.DuckDBPyConnection | None = None,
+) -> Matches:
     """Write the temporary matches table of these rules as of `now` (in the caller's
-    transaction) and say where each rule's bit is."""
+    transaction) and say where each rule's bit is; `only`: for these contact ids alone (a
+    journey's branch, for the enrollments of a batch); `con`: the facts connection to use
+    (a replay's) instead of a new one."""
     no_jit(conn)
     drop(conn)
     activities = sorted({a for rule in rules.values() for a in rule.activities}, key=repr)
@@ -121,11 +132,14 @@ def match(conn: Connection, facts: Path, rules: Mapping[str, Rule], now: datetim
     joined: FromClause = contacts
     if activities:
         catalogue = _catalogue(conn) if any(a.category for a in activities) else None
-        con = reader.connect(facts)
-        try:
+        if con is not None:
             found, plan = behaviour.evaluate(con, activities, now, catalogue)
-        finally:
-            con.close()
+        else:
+            own = reader.connect(facts)
+            try:
+                found, plan = behaviour.evaluate(own, activities, now, catalogue)
+            finally:
+                own.close()
         activity = _temporary(
             ACTIVITY_TABLE,
             Column("customer_id", String(128), nullable=False),
@@ -166,6 +180,8 @@ def match(conn: Connection, facts: Path, rules: Mapping[str, Rule], now: datetim
     every = select(
         source.c.id.label("contact_id"), *(sums[g].label(g) for g in groups)
     ).select_from(joined)
+    if only is not None:
+        every = every.where(source.c.id.in_(list(only)))
     conn.execute(table.insert().from_select(["contact_id", *groups], every))
     _analyze(conn, table)
     return Matches(table, places)

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+import duckdb
 from sqlalchemy import (
     Connection,
     DateTime,
@@ -82,8 +83,10 @@ def refresh_segments(
     clock: Clock,
     names: Iterable[str] | None = None,
     progress: Progress | None = None,
+    facts: duckdb.DuckDBPyConnection | None = None,
 ) -> list[RefreshSummary]:
-    """Recompute the members of every segment (or the named ones) as of the clock's now."""
+    """Recompute the members of every segment (or the named ones) as of the clock's now
+    (`facts`: a facts connection to read from, a replay's, instead of a new one)."""
     defined = load_segments(home, names)
     if not defined:
         return []
@@ -92,9 +95,8 @@ def refresh_segments(
     with engine.connect() as conn:
         try:
             with conn.begin():
-                found = matching.match(
-                    conn, home.settings.facts_path, {n: s.rule for n, s in defined.items()}, now
-                )
+                rules = {n: s.rule for n, s in defined.items()}
+                found = matching.match(conn, home.settings.facts_path, rules, now, con=facts)
             for i, segment in enumerate(defined.values()):
                 try:
                     with conn.begin():

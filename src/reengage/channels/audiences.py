@@ -70,6 +70,35 @@ def set_members(
     return MembershipChange(joined=len(new) + len(returning), left=len(leaving))
 
 
+def change_member(
+    conn: Connection, audience: str, contact_id: int, *, join: bool, at: datetime
+) -> bool:
+    """Add one contact to an audience (`join`) or take them out, as a journey step does;
+    False when they already were in (or out). Pending until synced, like `set_members`."""
+    row = conn.execute(
+        select(audience_members.c.id, audience_members.c.left_at).where(
+            audience_members.c.audience == audience, audience_members.c.contact_id == contact_id
+        )
+    ).first()
+    if join:
+        if row is None:
+            conn.execute(
+                audience_members.insert().values(
+                    audience=audience, contact_id=contact_id, joined_at=at
+                )
+            )
+            return True
+        if row.left_at is None:
+            return False
+        values: dict[str, Any] = {"joined_at": at, "left_at": None, "synced_at": None}
+    else:
+        if row is None or row.left_at is not None:
+            return False
+        values = {"left_at": at, "synced_at": None}
+    conn.execute(audience_members.update().where(audience_members.c.id == row.id).values(**values))
+    return True
+
+
 def current_members(conn: Connection, audience: str) -> list[int]:
     return list(
         conn.execute(

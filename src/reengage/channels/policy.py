@@ -151,9 +151,11 @@ def read_facts(
                 contacts.c.phone,
                 contacts.c.country,
                 contacts.c.timezone,
+                contacts.c.customer_id,
             ).where(contacts.c.id.in_(part))
         ):
             people[row.id] = {
+                "customer": row.customer_id,
                 "email": normalise_address("email", row.email) if row.email else None,
                 "phone": e164(row.phone, row.country) if row.phone else None,
                 "timezone": row.timezone,
@@ -183,6 +185,7 @@ def read_facts(
             timezone=person["timezone"],
             last_order_at=last_order.get(contact_id),
             messages=tuple(counted.get(contact_id, ())),
+            customer=person["customer"] is not None,
         )
         for contact_id, person in people.items()
     }

@@ -148,7 +148,8 @@ class PolicyFacts:
     `email` and `phone` are the addresses (the phone in E.164); `suppressed` maps a channel
     to the suppression reason of the contact's address on it; `timezone` is the contact's
     IANA zone (None or unknown: the shop's); `messages` are the counted marketing messages
-    (sent, sending, queued) around the decision.
+    (sent, sending, queued) around the decision; `customer`: the contact is a customer of
+    the shop (has a customer id), whose own orders are the basis of service email.
     """
 
     consents: Mapping[tuple[str, str], bool] = field(default_factory=dict)
@@ -158,6 +159,16 @@ class PolicyFacts:
     timezone: str | None = None
     last_order_at: datetime | None = None
     messages: tuple[Counted, ...] = ()
+    customer: bool = False
+
+    def granted(self, channel: str, purpose: str) -> bool:
+        """The current consent; for service email to a customer with no row either way,
+        granted: the thank-you for an order follows from the order itself (the contract,
+        not an opt-in, is its basis). An explicit refusal still blocks it."""
+        found = self.consents.get((channel, purpose))
+        if found is None and purpose == "transactional" and channel == "email":
+            return self.customer
+        return bool(found)
 
 
 EMPTY = PolicyFacts()
@@ -295,7 +306,7 @@ def carried_out(facts: PolicyFacts, request: SendRequest, decision: Decision) ->
 
 
 def _blocked(facts: PolicyFacts, request: SendRequest) -> str | None:
-    if not facts.consents.get((request.channel, request.purpose), False):
+    if not facts.granted(request.channel, request.purpose):
         return NO_CONSENT
     address_field = ADDRESS_FIELD.get(request.channel)
     if address_field is not None and not getattr(facts, address_field):

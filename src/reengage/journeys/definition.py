@@ -375,6 +375,10 @@ class Journey:
         """Every step, depth first, in the order they are written."""
         return steps_module.walk(self.steps)
 
+    def has(self, step_id: str) -> bool:
+        """Whether the journey has a step with this id."""
+        return step_id in self._by_id
+
     def step(self, step_id: str) -> Step:
         """The step with this id; KeyError when the journey has none (it was edited)."""
         return self._by_id[step_id]

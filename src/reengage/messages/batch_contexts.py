@@ -36,6 +36,8 @@ from reengage.state.contacts import chunks
 from reengage.state.schema import offers, products, scores
 
 RECOMMENDATIONS = 4  # products in the recommendations block, as `for_contact`
+# the recommendation tables last computed, by what they depend on (`_recommendations_key`)
+_RECOMMENDED: dict[tuple[Any, ...], tuple[pa.Table, pa.Table]] = {}
 
 
 @dataclass(frozen=True)
@@ -53,7 +55,14 @@ class BatchContexts:
     """Builds the contexts of a batch of rows, a few queries per batch (never one per
     contact). Recommendations are computed once per run, for every customer, on first need."""
 
-    def __init__(self, home: Home, engine: Engine, clock: Clock, k: int = RECOMMENDATIONS):
+    def __init__(
+        self,
+        home: Home,
+        engine: Engine,
+        clock: Clock,
+        k: int = RECOMMENDATIONS,
+        facts: Any = None,
+    ):
         self.home = home
         self.engine = engine
         self.clock = clock
@@ -67,6 +76,7 @@ class BatchContexts:
         )
         self.help_url = settings.help_url or f"{self.shop_url}/help"
         self._con: Any = None
+        self._shared = facts  # a facts connection of the caller's (a replay's), or None
         self._by_contact: pa.Table | None = None
         self._by_product: pa.Table | None = None
         self._started = clock.now()
@@ -82,7 +92,10 @@ class BatchContexts:
         from reengage.facts import reader
 
         if self._con is None:
-            self._con = reader.connect(self.settings.facts_path, threads=1)
+            if self._shared is not None:
+                self._con = self._shared.cursor()  # the same database, its own handle
+            else:
+                self._con = reader.connect(self.settings.facts_path, threads=1)
         return self._con
 
     def _facts(self) -> Any:
@@ -125,16 +138,22 @@ class BatchContexts:
         if not wanted:
             return {}
         if self._by_contact is None or self._by_product is None:
-            facts = self._facts()
-            known = ibis.memtable(catalogue(self.engine))
-            orders = facts.table("orders")
-            self._by_contact = recommend.for_contacts(
-                known, orders, self._started, self.k
-            ).to_pyarrow()
-            t = recommend.for_products(known, orders, self._started, self.k)
-            self._by_product = t.select(
-                customer_id=t.product_id, kind=t.kind, rank=t["rank"], product_id=t.other_id
-            ).to_pyarrow()
+            key = self._recommendations_key()
+            if key in _RECOMMENDED:
+                self._by_contact, self._by_product = _RECOMMENDED[key]
+            else:
+                facts = self._facts()
+                known = ibis.memtable(catalogue(self.engine))
+                orders = facts.table("orders")
+                self._by_contact = recommend.for_contacts(
+                    known, orders, self._started, self.k
+                ).to_pyarrow()
+                t = recommend.for_products(known, orders, self._started, self.k)
+                self._by_product = t.select(
+                    customer_id=t.product_id, kind=t.kind, rank=t["rank"], product_id=t.other_id
+                ).to_pyarrow()
+                _RECOMMENDED.clear()  # one week's tables are enough to keep
+                _RECOMMENDED[key] = (self._by_contact, self._by_product)
         table = self._by_contact if kind == "contact" else self._by_product
         hits = table.filter(pc.is_in(table.column("customer_id"), value_set=pa.array(wanted)))
         found: dict[str, list[tuple[Any, ...]]] = {}
@@ -143,6 +162,21 @@ class BatchContexts:
         for listed in found.values():
             listed.sort()
         return found
+
+    def _recommendations_key(self) -> tuple[Any, ...]:
+        """What the recommendation tables depend on: the week, the order facts' files and
+        the catalogue. A worker delivering every half minute computes them when orders or
+        products change, and at least weekly, rather than on every pass; a replay once a
+        simulated week."""
+        from reengage.facts.kinds import KINDS
+        from reengage.facts.layout import all_part_files
+
+        files = all_part_files(self.settings.facts_path, KINDS["orders"])
+        newest = max((f.stat().st_mtime_ns for f in files), default=0)
+        with self.engine.connect() as conn:
+            shelf = conn.execute(select(func.count(), func.max(products.c.updated_at))).one()
+        week = as_utc(self._started).isocalendar()[:2]
+        return (str(self.settings.facts_path), week, self.k, len(files), newest, *shelf)
 
     # the batch --------------------------------------------------------------------------
 

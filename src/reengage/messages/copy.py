@@ -275,6 +275,21 @@ def _reason(exc: Exception) -> str:
 # --- the catalogue of every language ---------------------------------------------------
 
 
+def _stamps(files: list[tuple[Path, str]]) -> tuple[tuple[str, int, int], ...]:
+    found = []
+    for path, _ in files:
+        try:
+            stat = path.stat()
+        except OSError:
+            found.append((str(path), -1, -1))
+        else:
+            found.append((str(path), stat.st_mtime_ns, stat.st_size))
+    return tuple(found)
+
+
+_CHECKED: dict[tuple[Any, ...], LanguageCopy] = {}
+
+
 class Catalogue:
     """The copy in force: the packaged files, with a home's overrides on top.
 
@@ -311,7 +326,13 @@ class Catalogue:
     def copy(self, language: str) -> LanguageCopy:
         loaded = self._languages.get(language)
         if loaded is None:
-            loaded = self._languages[language] = self._load(language)
+            # a file read and checked once per process while unchanged: a worker opens a
+            # catalogue for every delivery pass, and checking a language takes a second
+            key = (language, self.currency, *_stamps(self.files(language)))
+            loaded = _CHECKED.get(key)
+            if loaded is None:
+                loaded = _CHECKED[key] = self._load(language)
+            self._languages[language] = loaded
         return loaded
 
     def check(self) -> list[str]:

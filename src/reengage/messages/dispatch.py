@@ -188,6 +188,7 @@ class _Run:
         lease: timedelta,
         max_attempts: int,
         channels: Mapping[str, Channel] | None,
+        facts: Any = None,
     ) -> None:
         if threads < 1 or batch_size < 1 or max_attempts < 1:
             raise ValueError("threads, batch_size and max_attempts must be at least 1")
@@ -206,7 +207,7 @@ class _Run:
         self.max_attempts = max_attempts
         self.summary = DeliverySummary()
         self.renderer = Renderer(Catalogue.for_settings(self.settings))
-        self.contexts = BatchContexts(home, engine, clock)
+        self.contexts = BatchContexts(home, engine, clock, facts=facts)
         self._given = dict(channels or {})
         self._opened: dict[str, Channel] = {}
         self._down: dict[str, str] = {}
@@ -894,12 +895,15 @@ def deliver_due(
     lease: timedelta = LEASE,
     max_attempts: int = MAX_ATTEMPTS,
     channels: Mapping[str, Channel] | None = None,
+    facts: Any = None,
 ) -> DeliverySummary:
     """Deliver the outbox rows due now (at most `limit`; one `channel` only if given).
 
     `progress(stage, done, total)` is called as rows are settled. `channels` replaces the
     channels the settings would open (tests, a provider of one's own); the ones opened here
-    are closed at the end. Safe to run in several processes at once.
+    are closed at the end. `facts`: a DuckDB connection on the facts to read from (a
+    replay's, `reader.materialise`d) instead of one opened for the run. Safe to run in
+    several processes at once.
     """
     return _Run(
         home,
@@ -913,4 +917,5 @@ def deliver_due(
         lease=lease,
         max_attempts=max_attempts,
         channels=channels,
+        facts=facts,
     ).run()

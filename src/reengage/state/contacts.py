@@ -55,7 +55,7 @@ def contact_ids_by_customer(conn: Connection, customer_ids: Sequence[str]) -> di
     return found
 
 
-def _owners(conn: Connection, kind: str, values: Sequence[str]) -> dict[str, int]:
+def identity_owners(conn: Connection, kind: str, values: Sequence[str]) -> dict[str, int]:
     owners: dict[str, int] = {}
     for part in chunks(values):
         rows = conn.execute(
@@ -88,10 +88,10 @@ def upsert_customers(
     phones = sorted({r["phone"] for r in rows if r.get("phone")})
     # a phone may be a household's: it identifies its first owner, and is kept on the
     # profile of the others without identifying them
-    phone_owner: dict[str, int | str] = dict(_owners(conn, "phone", phones))
+    phone_owner: dict[str, int | str] = dict(identity_owners(conn, "phone", phones))
     emails = sorted({r["email"] for r in rows if r.get("email")})
     # who owns each address: a stored contact's id, or the customer id of a row to insert
-    email_owner: dict[str, int | str] = dict(_owners(conn, "email", emails))
+    email_owner: dict[str, int | str] = dict(identity_owners(conn, "email", emails))
     new: dict[str, dict[str, Any]] = {}
     changes: dict[int, dict[str, Any]] = {}
 
@@ -214,7 +214,7 @@ def customers_for_emails(
     so re-importing the same file finds the same customer.
     """
     wanted = list(dict.fromkeys(emails))
-    owner = _owners(conn, "email", wanted)
+    owner = identity_owners(conn, "email", wanted)
     result: dict[str, str] = {}
     created = 0
     owned = list(set(owner.values()))

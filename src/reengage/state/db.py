@@ -178,3 +178,14 @@ def insert_new(conn: Connection, table: Table, values: Mapping[str, Any]) -> int
     )
     found = conn.execute(statement.returning(table.c.id)).scalar_one_or_none()
     return None if found is None else int(found)
+
+
+def insert_missing(conn: Connection, table: Table, rows: Sequence[Mapping[str, Any]]) -> None:
+    """Insert the rows that break no unique constraint, skip the others (ON CONFLICT DO
+    NOTHING, for the reason `insert_new` gives)."""
+    from sqlalchemy.dialects import postgresql, sqlite
+
+    if not rows:
+        return
+    dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
+    conn.execute(dialect.insert(table).on_conflict_do_nothing(), list(rows))

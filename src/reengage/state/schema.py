@@ -313,3 +313,60 @@ segment_transitions = Table(
     Index("ix_segment_transitions_segment_at", "segment", "at"),
     Index("ix_segment_transitions_contact_id", "contact_id"),
 )
+
+# Journeys: an enrollment is one contact's passage through one journey, from its trigger to
+# its end; `step` and `due_at` are where it stands and when it moves next. The unique
+# (journey, contact, trigger_key) makes entering idempotent: a trigger seen twice (a rescan, a
+# replay) enters once. `enrollment_steps` is the log of every step run (the journey drawn
+# with its counts, `journeys simulate`, audits); `journey_cursors` how far each journey's
+# trigger has been scanned, so a restart neither misses nor repeats an entry.
+ENROLLMENT_STATUSES = ("active", "done", "goal", "held_out", "ended")
+
+enrollments = Table(
+    "enrollments",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("journey", String(100), nullable=False),
+    Column("contact_id", Id, ForeignKey("contacts.id", ondelete="CASCADE"), nullable=False),
+    Column("trigger_key", String(200), nullable=False),
+    Column("entered_at", DateTime(timezone=True), nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("step", String(100)),
+    Column("due_at", DateTime(timezone=True)),
+    # the A/B variants drawn so far, "split=variant" joined by ";"
+    Column("variants", String(500), nullable=False, default=""),
+    Column("digest", String(64), nullable=False),
+    Column("ended_at", DateTime(timezone=True)),
+    Column("reason", String(200)),
+    Column("steps_run", Integer, nullable=False, default=0),
+    # what the trigger knew (the product of a cart, the order): read by send steps
+    Column("payload", JSON, nullable=False, default=dict),
+    UniqueConstraint("journey", "contact_id", "trigger_key", name="uq_enrollments_trigger"),
+    Index("ix_enrollments_status_due", "status", "due_at"),
+    Index("ix_enrollments_contact", "contact_id", "journey"),
+)
+
+enrollment_steps = Table(
+    "enrollment_steps",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("enrollment_id", Id, ForeignKey("enrollments.id", ondelete="CASCADE"), nullable=False),
+    Column("journey", String(100), nullable=False),
+    Column("step", String(100), nullable=False),
+    Column("kind", String(16), nullable=False),
+    Column("at", DateTime(timezone=True), nullable=False),
+    # what the step did: queued, waiting, then, else, variant NAME, held_out, ...
+    Column("outcome", String(200), nullable=False),
+    Column("message_id", Id, ForeignKey("messages.id", ondelete="SET NULL")),
+    Index("ix_enrollment_steps_enrollment", "enrollment_id"),
+    Index("ix_enrollment_steps_journey_step", "journey", "step"),
+)
+
+journey_cursors = Table(
+    "journey_cursors",
+    metadata,
+    Column("journey", String(100), primary_key=True),
+    # every trigger firing at or before this instant has been considered
+    Column("scanned_until", DateTime(timezone=True), nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+)
