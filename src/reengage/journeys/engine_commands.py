@@ -63,6 +63,7 @@ def run(
     deliver: Annotated[
         bool, typer.Option(help="Deliver the messages due (--no-deliver: only queue them).")
     ] = True,
+    batch: Annotated[int, typer.Option(min=1, help="Enrollments per transaction.")] = 500,
     json_: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """Fast-forward the engine on a simulated clock over the imported facts: what a worker
@@ -85,6 +86,7 @@ def run(
             score_every=every if every > timedelta(0) else None,
             deliver=deliver,
             progress=progress,
+            batch=batch,
         )
     data = summary.as_dict()
     if json_:
@@ -108,6 +110,10 @@ def worker(
     late: Annotated[
         str, typer.Option(help="Read event triggers again this far back, for late events.")
     ] = "15min",
+    batch: Annotated[int, typer.Option(min=1, help="Enrollments per transaction.")] = 500,
+    deliver: Annotated[
+        bool, typer.Option(help="Deliver the messages due (--no-deliver: only queue them).")
+    ] = True,
 ) -> None:
     """Run the journeys in real time: enroll, advance due steps, deliver due messages, every
     --interval, until stopped (SIGTERM or Ctrl-C finish the pass under way, then exit)."""
@@ -127,7 +133,17 @@ def worker(
     with opened_state() as (home, engine):
         if not once:
             err.print(f"reengage worker: a pass every {interval}; SIGTERM or Ctrl-C to stop.")
-        work(home, engine, state.clock, interval=pause, once=once, late=behind, report=report)
+        work(
+            home,
+            engine,
+            state.clock,
+            interval=pause,
+            once=once,
+            late=behind,
+            report=report,
+            batch=batch,
+            deliver=deliver,
+        )
 
 
 @journeys_app.command("simulate")

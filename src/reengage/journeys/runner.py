@@ -33,7 +33,7 @@ from reengage.config import Home
 from reengage.errors import InputError
 from reengage.facts import reader
 from reengage.journeys import enabled_journeys
-from reengage.journeys.advancing import Services, Summary, advance
+from reengage.journeys.advancing import BATCH, Services, Summary, advance
 from reengage.journeys.definition import Journey
 from reengage.journeys.entering import cursors, enter
 from reengage.journeys.entries import Firing, firings
@@ -136,6 +136,7 @@ def tick(
     late: timedelta = timedelta(0),
     source: AheadReader | None = None,
     channels: Mapping[str, Channel] | None = None,
+    batch: int = BATCH,
 ) -> tuple[Summary, DeliverySummary | None]:
     """One pass of the engine at the clock's now."""
     now = as_utc(clock.now())
@@ -143,7 +144,7 @@ def tick(
         refresh_segments(home, engine, clock, names, facts=facts)
     services = Services(home, home.settings, facts, now)
     done = enter(engine, journeys, services, start=start, late=late, source=source)
-    done.add(advance(engine, journeys, services))
+    done.add(advance(engine, journeys, services, batch=batch))
     delivered = None
     if deliver:
         delivered = deliver_due(home, engine, clock, channels=channels, facts=facts)
@@ -181,6 +182,7 @@ def run_until(
     channels: Mapping[str, Channel] | None = None,
     progress: Progress | None = None,
     journeys: Mapping[str, Journey] | None = None,
+    batch: int = BATCH,
 ) -> RunSummary:
     """Replay the engine from where it stopped (or `start`) to `until` on a simulated
     clock: what a worker running all along would have done. `journeys`: these instead of
@@ -232,6 +234,7 @@ def run_until(
                 start=start,
                 source=ahead,
                 channels=channels,
+                batch=batch,
             )
             summary.ticks += 1
             summary.engine.add(done)
@@ -275,6 +278,8 @@ def work(
     refresh_every: timedelta = timedelta(hours=1),
     stop: threading.Event | None = None,
     report: Callable[[Summary, DeliverySummary | None], None] | None = None,
+    batch: int = BATCH,
+    deliver: bool = True,
 ) -> Summary:
     """Tick on the clock every `interval` until stopped (SIGTERM, SIGINT, `stop`), or once.
 
@@ -294,7 +299,15 @@ def work(
         facts = reader.connect(home.settings.facts_path)
         try:
             done, delivered = tick(
-                home, engine, clock, journeys, facts=facts, refresh=refresh, late=late
+                home,
+                engine,
+                clock,
+                journeys,
+                facts=facts,
+                refresh=refresh,
+                late=late,
+                batch=batch,
+                deliver=deliver,
             )
         finally:
             facts.close()
