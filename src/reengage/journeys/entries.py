@@ -48,7 +48,7 @@ from reengage.journeys.triggers import (
     InactivityTrigger,
     SegmentTrigger,
 )
-from reengage.state.contacts import chunks, identity_owners
+from reengage.state.contacts import chunks, contact_ids_by_customer, identity_owners
 from reengage.state.schema import contacts, products, scores, segment_transitions
 
 VOID = "('cancelled', 'refunded')"
@@ -192,7 +192,7 @@ def _owners(
     anonymous id's (an identified visitor)."""
     customers = sorted({c for c, _ in people if c})
     anonymous = sorted({a for c, a in people if a and not c})
-    by_customer = identity_owners(conn, "customer_id", customers) if customers else {}
+    by_customer = contact_ids_by_customer(conn, customers) if customers else {}
     by_anonymous = identity_owners(conn, "anonymous_id", anonymous) if anonymous else {}
     found: dict[tuple[str | None, str | None], int] = {}
     for customer, anon in people:
