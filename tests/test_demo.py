@@ -32,6 +32,14 @@ def test_demo_runs_and_running_it_again_adds_nothing(cli: CliRunner, env: dict[s
         "inactive",
         "lost",
     }
+    # the built-in journeys ran over the last weeks: messages went out, some were blocked
+    journeys = one["journeys"]
+    assert journeys["post_purchase"]["entered"] > 0 and journeys["post_purchase"]["sent"] > 0
+    assert sum(j["sent"] for j in journeys.values()) > 0
+    assert sum(sum(j["blocked"].values()) for j in journeys.values()) > 0
+    assert one["replay"]["queued"] == sum(
+        j["sent"] + sum(j["blocked"].values()) + j["waiting"] for j in journeys.values()
+    )
 
     second = cli.invoke(app, args)
     assert second.exit_code == 0, second.output
@@ -40,6 +48,7 @@ def test_demo_runs_and_running_it_again_adds_nothing(cli: CliRunner, env: dict[s
     assert {k: two["status"][k] for k in ("contacts", "order_lines", "events", "consents")} == {
         k: held[k] for k in ("contacts", "order_lines", "events", "consents")
     }
+    assert two["replay"]["queued"] == 0 and two["journeys"] == journeys  # nothing twice
 
 
 def test_demo_prints_a_readable_summary(cli: CliRunner, env: dict[str, str]) -> None:
@@ -48,6 +57,7 @@ def test_demo_prints_a_readable_summary(cli: CliRunner, env: dict[str, str]) -> 
     assert "Your demo shop" in result.output
     assert "abandoned carts" in result.output
     assert "Where customers stand" in result.output
+    assert "Journeys over the last" in result.output and "post_purchase" in result.output
 
 
 def test_generate_writes_the_generic_formats(cli: CliRunner, tmp_path: Path) -> None:

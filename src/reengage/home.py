@@ -56,9 +56,10 @@ def init_home(settings: Settings) -> InitResult:
         engine.dispose()
     if created:
         # written last: a home counts as made only once its state store is ready
-        (root / CONFIG_FILE).write_text(
-            CONFIG_TEMPLATE.format(secret=secrets.token_urlsafe(32)), encoding="utf-8"
-        )
+        secret = secrets.token_urlsafe(32)
+        (root / CONFIG_FILE).write_text(CONFIG_TEMPLATE.format(secret=secret), encoding="utf-8")
+        if settings.secret_key is None:  # the settings in force now include it
+            settings = settings.model_copy(update={"secret_key": secret})
     return InitResult(Home(settings), created, revision)
 
 

@@ -72,7 +72,9 @@ class Scope:
 
 
 def join_latest_scores(joined: FromClause, scope: Scope) -> FromClause:
-    """Outer-join each contact's latest scores row (by as_of) and set `scope.score` to it.
+    """Outer-join each contact's latest scores row dated no later than `scope.now` (by
+    as_of: a rule evaluated as of a past date does not see scores computed for later ones)
+    and set `scope.score` to it.
 
     SQLite looks the row up through the (contact_id, as_of) index, contact by contact;
     PostgreSQL hashes one GROUP BY over the table.
@@ -81,12 +83,15 @@ def join_latest_scores(joined: FromClause, scope: Scope) -> FromClause:
     contact_id = scope.contact.c.id
     if scope.dialect == "sqlite":
         newest = (
-            select(func.max(scores.c.as_of)).where(scores.c.contact_id == contact_id)
+            select(func.max(scores.c.as_of)).where(
+                scores.c.contact_id == contact_id, scores.c.as_of <= scope.now
+            )
         ).scalar_subquery()
         scope.score = row
         return joined.outerjoin(row, and_(row.c.contact_id == contact_id, row.c.as_of == newest))
     latest = (
         select(scores.c.contact_id, func.max(scores.c.as_of).label("as_of"))
+        .where(scores.c.as_of <= scope.now)
         .group_by(scores.c.contact_id)
         .subquery("newest")
     )
