@@ -20,6 +20,10 @@ BENCHMARKS = {
     "send_email": (["--count", "100000"], ["--count", "2000"]),
     "send_campaign": (["--count", "100000"], ["--count", "2000"]),
     "segments": (["--contacts", "1000000"], ["--contacts", "5000"]),
+    "worker": (
+        ["--contacts", "1000000", "--due", "100000"],
+        ["--contacts", "5000", "--due", "1000"],
+    ),
 }
 
 

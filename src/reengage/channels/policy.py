@@ -40,6 +40,7 @@ from reengage.clock import as_utc
 from reengage.config import Settings
 from reengage.messages.intents import INTENTS
 from reengage.state.contacts import chunks
+from reengage.state.db import among
 from reengage.state.schema import consents, contacts, messages, scores, suppressions
 from reengage.suppressions import normalise_address
 
@@ -152,7 +153,7 @@ def read_facts(
                 contacts.c.country,
                 contacts.c.timezone,
                 contacts.c.customer_id,
-            ).where(contacts.c.id.in_(part))
+            ).where(among(conn, contacts.c.id, part))
         ):
             people[row.id] = {
                 "customer": row.customer_id,
@@ -160,10 +161,10 @@ def read_facts(
                 "phone": e164(row.phone, row.country) if row.phone else None,
                 "timezone": row.timezone,
             }
-        for grant in conn.execute(_latest_consents(part, wanted_consents)):
+        for grant in conn.execute(_latest_consents(conn, part, wanted_consents)):
             granted[grant.contact_id][(grant.channel, grant.purpose)] = bool(grant.granted)
         if marketing:
-            for sent in conn.execute(_counted_messages(part, low, high)):
+            for sent in conn.execute(_counted_messages(conn, part, low, high)):
                 counted[sent.contact_id].append(
                     Counted(
                         sent.id, sent.channel, as_utc(sent.at), int(sent.priority or 0), sent.status
@@ -171,7 +172,7 @@ def read_facts(
                 )
         if marketing and settings.purchase_cooldown_days > 0:
             # the latest order, as the latest scores saw it: as_of less the recency
-            for score in conn.execute(_latest_scores(part, max(whens))):
+            for score in conn.execute(_latest_scores(conn, part, max(whens))):
                 if score.recency_days is not None:
                     ago = timedelta(days=float(score.recency_days))
                     last_order[score.contact_id] = as_utc(score.as_of) - ago
@@ -191,7 +192,9 @@ def read_facts(
     }
 
 
-def _latest_consents(part: Sequence[int], wanted: set[tuple[str, str]]) -> Select[Any]:
+def _latest_consents(
+    conn: Connection, part: Sequence[int], wanted: set[tuple[str, str]]
+) -> Select[Any]:
     """The latest consent row of each contact, channel and purpose asked about."""
     ranked = (
         select(
@@ -207,7 +210,7 @@ def _latest_consents(part: Sequence[int], wanted: set[tuple[str, str]]) -> Selec
             .label("rank"),
         )
         .where(
-            consents.c.contact_id.in_(part),
+            among(conn, consents.c.contact_id, part),
             consents.c.channel.in_(sorted({c for c, _ in wanted})),
             consents.c.purpose.in_(sorted({p for _, p in wanted})),
         )
@@ -218,7 +221,9 @@ def _latest_consents(part: Sequence[int], wanted: set[tuple[str, str]]) -> Selec
     )
 
 
-def _counted_messages(part: Sequence[int], low: datetime, high: datetime) -> Select[Any]:
+def _counted_messages(
+    conn: Connection, part: Sequence[int], low: datetime, high: datetime
+) -> Select[Any]:
     """Marketing messages sent, being sent or queued between low and high, at the instant
     each counts: sent, else claimed, else due."""
     at = func.coalesce(messages.c.sent_at, messages.c.claimed_at, messages.c.due_at)
@@ -230,7 +235,7 @@ def _counted_messages(part: Sequence[int], low: datetime, high: datetime) -> Sel
         messages.c.priority,
         at.label("at"),
     ).where(
-        messages.c.contact_id.in_(part),
+        among(conn, messages.c.contact_id, part),
         # an expression, not the bare column: SQLite's planner would otherwise walk the
         # (status, due_at) index, every sent message of everyone, instead of the contacts'
         (messages.c.status + "").in_(COUNTED_STATUSES),
@@ -239,7 +244,7 @@ def _counted_messages(part: Sequence[int], low: datetime, high: datetime) -> Sel
     )
 
 
-def _latest_scores(part: Sequence[int], until: datetime) -> Select[Any]:
+def _latest_scores(conn: Connection, part: Sequence[int], until: datetime) -> Select[Any]:
     """Each contact's latest scores row as of `until`: when it was scored, how long ago
     the latest order was then."""
     ranked = (
@@ -251,7 +256,7 @@ def _latest_scores(part: Sequence[int], until: datetime) -> Select[Any]:
             .over(partition_by=scores.c.contact_id, order_by=scores.c.as_of.desc())
             .label("rank"),
         )
-        .where(scores.c.contact_id.in_(part), scores.c.as_of <= until)
+        .where(among(conn, scores.c.contact_id, part), scores.c.as_of <= until)
         .subquery()
     )
     return select(ranked.c.contact_id, ranked.c.as_of, ranked.c.recency_days).where(

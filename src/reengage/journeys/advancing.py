@@ -32,7 +32,7 @@ from zoneinfo import ZoneInfo
 
 import duckdb
 import httpx
-from sqlalchemy import Connection, Engine, bindparam, select, update
+from sqlalchemy import Connection, Engine, select, update
 
 from reengage.audience import matching
 from reengage.channels.audiences import change_member
@@ -59,7 +59,7 @@ from reengage.messages.intents import INTENTS
 from reengage.messages.offers import issue_offer
 from reengage.messages.outbox import OutboxItem, enqueue_many
 from reengage.state.contacts import chunks
-from reengage.state.db import bulk_insert
+from reengage.state.db import among, bulk_insert, bulk_update
 from reengage.state.schema import (
     contacts,
     enrollment_steps,
@@ -243,7 +243,9 @@ class Batch:
         ids = sorted({p.contact_id for p in self.positions if p.status == "active"})
         for part in chunks(ids):
             for r in self.conn.execute(
-                select(contacts.c.id, contacts.c.timezone).where(contacts.c.id.in_(part))
+                select(contacts.c.id, contacts.c.timezone).where(
+                    among(self.conn, contacts.c.id, part)
+                )
             ):
                 self._zones[r.id] = zone_named(r.timezone) or shop
 
@@ -490,7 +492,7 @@ class Batch:
             for part in chunks(ids):
                 for r in self.conn.execute(
                     select(push_subscriptions.c.contact_id).where(
-                        push_subscriptions.c.contact_id.in_(part),
+                        among(self.conn, push_subscriptions.c.contact_id, part),
                         push_subscriptions.c.revoked_at.is_(None),
                     )
                 ):
@@ -510,6 +512,9 @@ class Batch:
         for i in best:
             p, step, index = self.sends[i]
             options = [c for c in step.channels if c == "email" or c in reachable[p.contact_id]]
+            if len(options) < 2:  # one way to reach them: nothing to choose
+                chosen[i] = options[0] if options else chosen[i]
+                continue
             for channel in options:
                 requests.append((i, channel))
                 asked.append(
@@ -573,37 +578,24 @@ class Batch:
     # --- writing --------------------------------------------------------------------------
 
     def _write(self) -> None:
-        rows = []
         for p in self.positions:
             if p.status != "active":
                 self.summary.ended[p.reason or p.status] += 1
-            rows.append(
-                {
-                    "b_id": p.id,
-                    "b_status": p.status,
-                    "b_step": p.step,
-                    "b_due_at": p.at if p.status == "active" else None,
-                    "b_variants": p.variants,
-                    "b_digest": p.digest,
-                    "b_ended_at": p.ended_at,
-                    "b_reason": p.reason,
-                    "b_steps_run": p.steps_run,
-                }
-            )
-        names = (
-            "status",
-            "step",
-            "due_at",
-            "variants",
-            "digest",
-            "ended_at",
-            "reason",
-            "steps_run",
-        )
-        self.conn.execute(
-            update(enrollments)
-            .where(enrollments.c.id == bindparam("b_id"))
-            .values({name: bindparam(f"b_{name}") for name in names}),
-            rows,
+        ps = self.positions
+        bulk_update(
+            self.conn,
+            enrollments,
+            "id",
+            {
+                "id": [p.id for p in ps],
+                "status": [p.status for p in ps],
+                "step": [p.step for p in ps],
+                "due_at": [p.at if p.status == "active" else None for p in ps],
+                "variants": [p.variants for p in ps],
+                "digest": [p.digest for p in ps],
+                "ended_at": [p.ended_at for p in ps],
+                "reason": [p.reason for p in ps],
+                "steps_run": [p.steps_run for p in ps],
+            },
         )
         bulk_insert(self.conn, enrollment_steps, self.log)

@@ -26,6 +26,7 @@ from reengage.clock import as_utc
 from reengage.facts import reader
 from reengage.journeys.entries import VOID
 from reengage.state.contacts import chunks
+from reengage.state.db import among
 from reengage.state.schema import consents, contacts, messages, suppressions
 
 UNSUBSCRIBED = ("unsubscribed", "complained", "stop")
@@ -82,7 +83,7 @@ def _ordered(
     for part in chunks(ids):
         for r in conn.execute(
             select(contacts.c.id, contacts.c.customer_id).where(
-                contacts.c.id.in_(part), contacts.c.customer_id.is_not(None)
+                among(conn, contacts.c.id, part), contacts.c.customer_id.is_not(None)
             )
         ):
             customer[r.id] = r.customer_id
@@ -137,7 +138,7 @@ def _clicked(
     for part in chunks(ids):
         for r in conn.execute(
             select(messages.c.id, messages.c.message_key).where(
-                messages.c.contact_id.in_(part), messages.c.message_key.like("j:%")
+                among(conn, messages.c.contact_id, part), messages.c.message_key.like("j:%")
             )
         ):
             prefix = r.message_key[: r.message_key.index(":", 2) + 1]
@@ -178,7 +179,7 @@ def _unsubscribed(
     for part in chunks(ids):
         withdrawn = conn.execute(
             select(consents.c.contact_id, consents.c.recorded_at).where(
-                consents.c.contact_id.in_(part),
+                among(conn, consents.c.contact_id, part),
                 consents.c.purpose == "marketing",
                 consents.c.granted.is_(False),
                 consents.c.recorded_at <= now,
@@ -186,7 +187,7 @@ def _unsubscribed(
         ).all()
         suppressed = conn.execute(
             select(suppressions.c.contact_id, suppressions.c.recorded_at).where(
-                suppressions.c.contact_id.in_(part),
+                among(conn, suppressions.c.contact_id, part),
                 suppressions.c.reason.in_(UNSUBSCRIBED),
                 suppressions.c.recorded_at <= now,
             )

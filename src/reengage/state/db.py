@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
@@ -189,3 +189,57 @@ def insert_missing(conn: Connection, table: Table, rows: Sequence[Mapping[str, A
         return
     dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
     conn.execute(dialect.insert(table).on_conflict_do_nothing(), list(rows))
+
+
+def bulk_update(
+    conn: Connection, table: Table, key: str, data: Mapping[str, Sequence[Any]]
+) -> None:
+    """Set columns of many rows at once, row by row values held column by column: `data`
+    has the `key` column (which rows) and the columns to set, of equal lengths. One
+    driver-level executemany on SQLite; on PostgreSQL one UPDATE ... FROM unnest(arrays).
+    Per-row parameter processing by SQLAlchemy is most of the cost of an executemany update
+    of thousands of rows, as for inserts (`bulk_insert`)."""
+    names = [n for n in data if n != key]
+    if not names or not len(data[key]):
+        return
+    driver = conn.connection.driver_connection
+    assert driver is not None
+    if conn.dialect.name == "postgresql":
+        columns = [key, *names]
+        arrays = ", ".join(
+            f"%s::{table.c[n].type.compile(dialect=conn.dialect)}[]" for n in columns
+        )
+        sets = ", ".join(f'"{n}" = v."{n}"' for n in names)
+        listed = ", ".join(f'"{n}"' for n in columns)
+        with driver.cursor() as cur:
+            cur.execute(
+                f'UPDATE "{table.name}" AS t SET {sets} '
+                f"FROM unnest({arrays}) AS v({listed}) "
+                f'WHERE t."{key}" = v."{key}"',
+                [list(data[n]) for n in columns],
+            )
+        return
+    if conn.dialect.name != "sqlite":
+        raise NotImplementedError(conn.dialect.name)
+    fixed = [_lite_column(table.c[n], data[n]) for n in (*names, key)]
+    sets = ", ".join(f'"{n}" = ?' for n in names)
+    cursor = driver.cursor()
+    try:
+        cursor.executemany(
+            f'UPDATE "{table.name}" SET {sets} WHERE "{key}" = ?', zip(*fixed, strict=True)
+        )
+    finally:
+        cursor.close()
+
+
+def among(conn: Connection, column: Any, values: Iterable[Any]) -> Any:
+    """`column IN (values)` for a query on `conn`; on PostgreSQL `column = ANY(array)`: one
+    array parameter instead of one per value, which psycopg must not parse out of a long
+    statement (five times faster for a thousand ids)."""
+    listed = list(values)
+    if conn.dialect.name == "postgresql":
+        from sqlalchemy import any_, bindparam
+        from sqlalchemy.dialects.postgresql import ARRAY
+
+        return column == any_(bindparam(None, listed, type_=ARRAY(column.type)))
+    return column.in_(listed)
