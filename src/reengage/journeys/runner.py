@@ -117,9 +117,26 @@ class AheadReader:
             journey, low, high, conn=conn, facts=self.facts, root=self.root, zone=self.zone
         )
 
-    def next_after(self, moment: datetime) -> datetime | None:
-        """The next firing read ahead after `moment`, if any."""
-        times = [f.at for _, top, found in self._read.values() for f in found if f.at > moment]
+    def next_after(
+        self,
+        moment: datetime,
+        horizon: datetime,
+        journeys: Mapping[str, Journey],
+        conn: Connection,
+    ) -> datetime | None:
+        """The next firing after `moment`, if any. A trigger whose reading ahead ends before
+        `horizon` (or was never read: the first tick of a run reads nothing) is read again
+        for a day from `moment`, so that the replay never skips a firing before `horizon`."""
+        times: list[datetime] = []
+        for journey in journeys.values():
+            if isinstance(journey.trigger, SegmentTrigger):
+                continue
+            held = self._read.get(journey.name)
+            if held is None or moment < held[0] or horizon > held[1]:
+                top = max(horizon, moment + AHEAD)
+                held = (moment, top, self._firings(journey, moment, top, conn))
+                self._read[journey.name] = held
+            times.extend(f.at for f in held[2] if f.at > moment)
         return min(times, default=None)
 
 
@@ -151,14 +168,19 @@ def tick(
     return done, delivered
 
 
-def _next_due(engine: Engine) -> datetime | None:
+def _next_due(engine: Engine, deliver: bool = True) -> datetime | None:
+    """When the next enrollment is due, or (when delivering) the next message."""
     with engine.connect() as conn:
         enrollment = conn.execute(
             select(func.min(enrollments.c.due_at)).where(enrollments.c.status == "active")
         ).scalar_one_or_none()
-        message = conn.execute(
-            select(func.min(messages.c.due_at)).where(messages.c.status.in_(("queued", "deferred")))
-        ).scalar_one_or_none()
+        message = None
+        if deliver:  # messages left queued (--no-deliver) are due for nobody
+            message = conn.execute(
+                select(func.min(messages.c.due_at)).where(
+                    messages.c.status.in_(("queued", "deferred"))
+                )
+            ).scalar_one_or_none()
     found = [as_utc(t) for t in (enrollment, message) if t is not None]
     return min(found, default=None)
 
@@ -245,7 +267,7 @@ def run_until(
             if now >= until:
                 break
             first = False
-            now = _following(engine, ahead, now, step, until)
+            now = _following(engine, ahead, journeys, now, step, until, deliver)
             clock = FixedClock(now)
     finally:
         facts.close()
@@ -255,13 +277,21 @@ def run_until(
 
 
 def _following(
-    engine: Engine, ahead: AheadReader, now: datetime, step: timedelta, until: datetime
+    engine: Engine,
+    ahead: AheadReader,
+    journeys: Mapping[str, Journey],
+    now: datetime,
+    step: timedelta,
+    until: datetime,
+    deliver: bool = True,
 ) -> datetime:
     """The next tick: the next step on the grid where something is due, at the latest the
     next midnight (segments, scores) or `until`."""
     midnight = (now + timedelta(days=1)).replace(hour=0, minute=0, second=0, microsecond=0)
     candidates = [midnight, until, now + AHEAD]
-    for due in (_next_due(engine), ahead.next_after(now)):
+    with engine.connect() as conn:
+        fires = ahead.next_after(now, midnight, journeys, conn)
+    for due in (_next_due(engine, deliver), fires):
         if due is not None:
             candidates.append(max(due, now + timedelta(microseconds=1)))
     return min(_ceil(min(candidates), step), midnight, until)
