@@ -224,7 +224,7 @@ class Batch:
 
     def _check_goals(self) -> None:
         items = [
-            goals.Open(p.id, p.contact_id, p.entered_at, p.journey.goals, p.payload)
+            goals.Open(p.id, p.contact_id, p.entered_at, p.journey.goals, p.payload, until=p.at)
             for p in self.positions
             if p.status == "active" and p.journey is not None and p.journey.goals
         ]
@@ -268,7 +268,7 @@ class Batch:
         return len(self.log) - 1
 
     def _walk(self, p: Position) -> None:
-        """Run steps until the enrollment waits past now, meets a branch, or ends."""
+        """Run steps until the enrollment meets a wait or a branch, or ends."""
         journey = p.journey
         assert journey is not None
         for _ in range(MAX_STEPS):
@@ -283,8 +283,9 @@ class Batch:
                 )
                 self._note(p, step.id, step.kind, f"until {until.isoformat()}")
                 p.step, p.at = following, until
-                if until > self.now:
-                    return
+                # even a wait over by now hands back: the next batch checks the goals as of
+                # its end, as a worker running at that time would have
+                return
             elif isinstance(step, Send):
                 index = self._note(p, step.id, step.kind, "queued")
                 self.sends.append((p, step, index))

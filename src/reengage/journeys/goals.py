@@ -6,8 +6,10 @@
 - `unsubscribed`: marketing consent withdrawn on any channel, or an address of theirs
   suppressed as unsubscribed, complained or STOP, after they entered.
 
-Each is looked for up to `now`: an order imported hours after it was placed ends the
-enrollment when the engine next looks at it, before any further step runs.
+Each is looked for up to the enrollment's own `until` (the instant its next step is due), or
+`now`: an order imported hours after it was placed ends the enrollment when the engine next
+looks at it, before any further step runs — but an order placed after a step was due does
+not take back that step, as it would not have for a worker running at the time.
 """
 
 from __future__ import annotations
@@ -41,6 +43,7 @@ class Open:
     entered_at: datetime
     goals: tuple[str, ...]
     payload: dict[str, Any]
+    until: datetime | None = None  # look for goals reached by then (None: by `now`)
 
 
 def reached(
@@ -53,9 +56,12 @@ def reached(
     """For each enrollment that reached a goal: the goal and when (the earliest, if several).
     `facts`: a connection `reader.connect` made on the facts at `root`."""
     found: dict[int, tuple[str, datetime]] = {}
+    cutoff = {i.id: as_utc(i.until) if i.until is not None else as_utc(now) for i in items}
 
     def note(enrollment: int, goal: str, at: datetime) -> None:
         at = as_utc(at)
+        if at > cutoff[enrollment]:
+            return
         if enrollment not in found or at < found[enrollment][1]:
             found[enrollment] = (goal, at)
 
