@@ -22,7 +22,6 @@ edited journey, ends (recorded) rather than guess.
 
 from __future__ import annotations
 
-import json
 from collections import Counter, defaultdict
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -32,17 +31,15 @@ from zoneinfo import ZoneInfo
 
 import duckdb
 import httpx
-from sqlalchemy import Connection, Engine, select, update
+from sqlalchemy import Connection, Engine, select
 
 from reengage.audience import matching
 from reengage.channels.audiences import change_member
-from reengage.channels.policy import SendRequest, check_many
-from reengage.channels.push import VAPID_KEY_FILE
 from reengage.channels.quiet_hours import zone_named
-from reengage.channels.webhook import signature_header
 from reengage.clock import FixedClock, as_utc
 from reengage.config import Home, Settings
-from reengage.journeys import goals
+from reengage.journeys import effects, goals
+from reengage.journeys.channel_choice import Wanted, choose_channels
 from reengage.journeys.definition import Journey
 from reengage.journeys.steps import (
     Audience,
@@ -55,7 +52,6 @@ from reengage.journeys.steps import (
     Wait,
     Webhook,
 )
-from reengage.messages.intents import INTENTS
 from reengage.messages.offers import issue_offer
 from reengage.messages.outbox import OutboxItem, enqueue_many
 from reengage.state.contacts import chunks
@@ -64,9 +60,7 @@ from reengage.state.schema import (
     contacts,
     enrollment_steps,
     enrollments,
-    push_subscriptions,
 )
-from reengage.suppressions import suppress
 
 BATCH = 500
 WEBHOOK_RETRY = timedelta(minutes=10)
@@ -380,160 +374,45 @@ class Batch:
         return walk_on
 
     def _update(self, p: Position, step: Update) -> str:
-        done = []
-        if step.attributes:
-            row = self.conn.execute(
-                select(contacts.c.attributes).where(contacts.c.id == p.contact_id)
-            ).first()
-            attributes = dict(row.attributes or {}) if row is not None else {}
-            attributes.update(dict(step.attributes))
-            self.conn.execute(
-                update(contacts)
-                .where(contacts.c.id == p.contact_id)
-                .values(attributes=attributes, updated_at=p.at)
-            )
-            done.append("set " + ", ".join(name for name, _ in step.attributes))
-        if step.suppress is not None:
-            row = self.conn.execute(
-                select(contacts.c.email, contacts.c.phone).where(contacts.c.id == p.contact_id)
-            ).first()
-            source = f"journey {p.journey_name}"
-            count = 0
-            for channel, address in (
-                ("email", row.email if row else None),
-                ("sms", row.phone if row else None),
-            ):
-                if address:
-                    count += suppress(
-                        self.conn,
-                        channel,
-                        address,
-                        step.suppress,
-                        source=source,
-                        at=p.at,
-                        contact_id=p.contact_id,
-                    )
-            done.append(f"suppressed {count} address(es): {step.suppress}")
-        return "; ".join(done)
+        return effects.update_contact(self.conn, p.contact_id, p.journey_name, step, p.at)
 
     def _webhook(self, p: Position, step: Webhook) -> str | None:
-        settings = self.services.settings
-        if not settings.webhook_url or not settings.webhook_secret:
-            return "skipped: no webhook_url and webhook_secret in the settings"
-        event_id = f"j-{p.id}-{step.id}"
-        created = int(self.now.timestamp())
-        body = json.dumps(
-            {
-                "id": event_id,
-                "type": "journey.step",
-                "created": created,
-                "endpoint": step.endpoint,
-                "journey": p.journey_name,
-                "step": step.id,
-                "contact_id": p.contact_id,
-                "enrollment_id": p.id,
-            },
-            separators=(",", ":"),
-        ).encode()
-        headers = {
-            "Content-Type": "application/json",
-            "Webhook-Id": event_id,
-            "Webhook-Signature": signature_header(str(settings.webhook_secret), created, body),
-        }
-        client = self.services.http or httpx.Client(timeout=15.0)
-        try:
-            answer = client.post(str(settings.webhook_url), content=body, headers=headers)
-        except httpx.HTTPError as exc:
-            return self._webhook_failed(p, step, type(exc).__name__)
-        finally:
-            if self.services.http is None:
-                client.close()
-        if answer.status_code >= 300:
-            return self._webhook_failed(p, step, f"HTTP {answer.status_code}")
-        return f"called: HTTP {answer.status_code}"
-
-    def _webhook_failed(self, p: Position, step: Webhook, why: str) -> str | None:
-        tries = sum(1 for e in self._past_attempts(p, step)) + 1
+        """What the call did; None when it failed and is to be tried again later."""
+        outcome, failure = effects.call_webhook(
+            self.services.settings,
+            self.services.http,
+            p.id,
+            p.journey_name,
+            p.contact_id,
+            step,
+            self.now,
+        )
+        if failure is None:
+            return outcome
+        tries = effects.past_attempts(self.conn, p.id, step.id) + 1
         if tries >= WEBHOOK_ATTEMPTS:
-            return f"failed {tries} times, given up: {why}"
+            return f"failed {tries} times, given up: {failure}"
         self.log.append(
             {
                 "enrollment_id": p.id,
                 "journey": p.journey_name,
                 "step": step.id,
-                "kind": "webhook_try",
+                "kind": effects.WEBHOOK_TRY,
                 "at": self.now,
-                "outcome": f"failed: {why}"[:200],
+                "outcome": f"failed: {failure}"[:200],
                 "message_id": None,
             }
         )
         return None
 
-    def _past_attempts(self, p: Position, step: Webhook) -> list[int]:
-        return list(
-            self.conn.execute(
-                select(enrollment_steps.c.id).where(
-                    enrollment_steps.c.enrollment_id == p.id,
-                    enrollment_steps.c.step == step.id,
-                    enrollment_steps.c.kind == "webhook_try",
-                )
-            ).scalars()
-        )
-
     # --- sends ----------------------------------------------------------------------------
 
-    def _reachable(self, ids: list[int]) -> dict[int, set[str]]:
-        """The channels beyond email each contact could be sent on, as configured."""
-        settings = self.services.settings
-        found: dict[int, set[str]] = defaultdict(set)
-        if settings.sms_account_sid and settings.sms_auth_token and settings.sms_from:
-            for i in ids:
-                found[i].add("sms")
-        if (self.services.home.path / VAPID_KEY_FILE).is_file():
-            for part in chunks(ids):
-                for r in self.conn.execute(
-                    select(push_subscriptions.c.contact_id).where(
-                        among(self.conn, push_subscriptions.c.contact_id, part),
-                        push_subscriptions.c.revoked_at.is_(None),
-                    )
-                ):
-                    found[r.contact_id].add("push")
-        return found
-
     def _channels(self) -> list[str]:
-        """The channel of each send: the one named, or for `best` the first of the intent's
-        channels the contact can be reached on that the policy does not block."""
-        chosen = [step.channels[0] for _, step, _ in self.sends]
-        best = [i for i, (_, step, _) in enumerate(self.sends) if len(step.channels) > 1]
-        if not best:
-            return chosen
-        reachable = self._reachable(sorted({self.sends[i][0].contact_id for i in best}))
-        requests: list[tuple[int, str]] = []
-        asked: list[SendRequest] = []
-        for i in best:
-            p, step, index = self.sends[i]
-            options = [c for c in step.channels if c == "email" or c in reachable[p.contact_id]]
-            if len(options) < 2:  # one way to reach them: nothing to choose
-                chosen[i] = options[0] if options else chosen[i]
-                continue
-            for channel in options:
-                requests.append((i, channel))
-                asked.append(
-                    SendRequest(
-                        p.contact_id,
-                        channel,
-                        INTENTS[step.intent].purpose,
-                        p.journey.priority if p.journey else 0,
-                        self.log[index]["at"],  # when the send step ran
-                    )
-                )
-        decisions = check_many(self.conn, asked, self.services.settings) if asked else []
-        settled: set[int] = set()
-        for (i, channel), decision in zip(requests, decisions, strict=True):
-            if i not in settled and decision.action != "block":
-                chosen[i] = channel
-                settled.add(i)
-        return chosen
+        wanted = [
+            Wanted(p.contact_id, step, p.journey.priority if p.journey else 0, self.log[i]["at"])
+            for p, step, i in self.sends
+        ]
+        return choose_channels(self.conn, self.services.settings, self.services.home, wanted)
 
     def _queue_sends(self) -> None:
         if not self.sends:
