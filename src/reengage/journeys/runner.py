@@ -39,7 +39,7 @@ from reengage.journeys.entering import cursors, enter
 from reengage.journeys.entries import Firing, firings
 from reengage.journeys.triggers import SegmentTrigger
 from reengage.messages.dispatch import DeliverySummary, deliver_due
-from reengage.state.schema import enrollments, messages
+from reengage.state.schema import enrollments, messages, scores
 
 Progress = Callable[[str, int, int], None]
 AHEAD = timedelta(days=1)
@@ -230,10 +230,12 @@ def run_until(
     if reader.size_on_disk(home.settings.facts_path) <= MATERIALISE_BYTES:
         reader.materialise(facts)
     ahead = AheadReader(facts, home.settings.facts_path, home.settings.zone)
-    last_score: datetime | None = None
+    # a replay resumed after a stop scores and refreshes at midnights, as the uninterrupted
+    # one would: only a fresh replay begins with both, wherever it begins
+    last_score = _latest_scoring(engine, now) if begun else None
     began, total = now, max(1, int((until - now) / step))
     try:
-        first = True
+        first = not begun
         while True:
             day_start = first or now.time() == datetime.min.time()
             scored = False
@@ -274,6 +276,15 @@ def run_until(
     if progress:
         progress("replaying", total, total)
     return summary
+
+
+def _latest_scoring(engine: Engine, now: datetime) -> datetime | None:
+    """The date of the latest scores no later than `now` (None: none)."""
+    with engine.connect() as conn:
+        found = conn.execute(
+            select(func.max(scores.c.as_of)).where(scores.c.as_of <= now)
+        ).scalar_one_or_none()
+    return None if found is None else as_utc(found)
 
 
 def _following(

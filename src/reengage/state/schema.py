@@ -342,7 +342,7 @@ enrollments = Table(
     # what the trigger knew (the product of a cart, the order): read by send steps
     Column("payload", JSON, nullable=False, default=dict),
     UniqueConstraint("journey", "contact_id", "trigger_key", name="uq_enrollments_trigger"),
-    Index("ix_enrollments_status_due", "status", "due_at"),
+    Index("ix_enrollments_status_due", "status", "due_at", "id"),
     Index("ix_enrollments_contact", "contact_id", "journey"),
 )
 

@@ -42,7 +42,7 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("id", name=op.f("pk_enrollments")),
         sa.UniqueConstraint("journey", "contact_id", "trigger_key", name="uq_enrollments_trigger"),
     )
-    op.create_index("ix_enrollments_status_due", "enrollments", ["status", "due_at"])
+    op.create_index("ix_enrollments_status_due", "enrollments", ["status", "due_at", "id"])
     op.create_index("ix_enrollments_contact", "enrollments", ["contact_id", "journey"])
     op.create_table(
         "enrollment_steps",
