@@ -156,8 +156,11 @@ def written(engine: Engine) -> dict[str, list[dict[str, Any]]]:
 
 def bare(engine: Engine, rows: dict[str, list[dict[str, Any]]], batch: int) -> float:
     with engine.begin() as conn:
-        conn.execute(delete(enrollment_steps))
-        conn.execute(delete(messages))
+        if engine.dialect.name == "postgresql":
+            conn.exec_driver_sql("TRUNCATE enrollment_steps, offers, messages")
+        else:
+            conn.execute(delete(enrollment_steps))
+            conn.execute(delete(messages))
     by_enrollment: dict[int, list[dict[str, Any]]] = {}
     for step in rows["steps"]:
         by_enrollment.setdefault(step["enrollment_id"], []).append(step)

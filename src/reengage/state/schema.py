@@ -360,6 +360,8 @@ enrollment_steps = Table(
     Column("message_id", Id, ForeignKey("messages.id", ondelete="SET NULL")),
     Index("ix_enrollment_steps_enrollment", "enrollment_id"),
     Index("ix_enrollment_steps_journey_step", "journey", "step"),
+    # a message deleted (a person erased) sets its steps' message_id to null: found by index
+    Index("ix_enrollment_steps_message_id", "message_id"),
 )
 
 journey_cursors = Table(

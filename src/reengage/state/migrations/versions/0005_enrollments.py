@@ -70,6 +70,7 @@ def upgrade() -> None:
     )
     op.create_index("ix_enrollment_steps_enrollment", "enrollment_steps", ["enrollment_id"])
     op.create_index("ix_enrollment_steps_journey_step", "enrollment_steps", ["journey", "step"])
+    op.create_index("ix_enrollment_steps_message_id", "enrollment_steps", ["message_id"])
     op.create_table(
         "journey_cursors",
         sa.Column("journey", sa.String(length=100), nullable=False),
@@ -81,6 +82,7 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     op.drop_table("journey_cursors")
+    op.drop_index("ix_enrollment_steps_message_id", table_name="enrollment_steps")
     op.drop_index("ix_enrollment_steps_journey_step", table_name="enrollment_steps")
     op.drop_index("ix_enrollment_steps_enrollment", table_name="enrollment_steps")
     op.drop_table("enrollment_steps")
