@@ -29,7 +29,7 @@ from reengage.messages.intents import INTENTS
 from reengage.messages.offers import DEFAULT_LADDER
 
 if TYPE_CHECKING:
-    from reengage.journeys.definition import Duration, Reader
+    from reengage.journeys.reading import Duration, Reader
 
 STEP_TYPES = ("wait", "branch", "send", "split", "holdout", "audience", "update", "webhook", "end")
 STEP_KEYS: dict[str, tuple[str, ...]] = {

@@ -32,7 +32,7 @@ from reengage.audience.conditions import Rule
 from reengage.ingest.vocabulary import EVENT_TYPES
 
 if TYPE_CHECKING:
-    from reengage.journeys.definition import Duration, Reader
+    from reengage.journeys.reading import Duration, Reader
 
 Goal = Literal["order_placed", "clicked", "unsubscribed"]
 GOALS: tuple[Goal, ...] = ("order_placed", "clicked", "unsubscribed")
