@@ -190,7 +190,6 @@ class Batch:
         self.branches: dict[tuple[str, str], list[Position]] = defaultdict(list)
         self.summary = Summary()
         self._zones: dict[int, ZoneInfo] = {}
-        self._attempts: Counter[int] = Counter()
 
     def run(self) -> Summary:
         self._close_gone()

@@ -31,7 +31,7 @@ from reengage.journeys import goals
 from reengage.journeys.advancing import Services, Summary
 from reengage.journeys.definition import Journey
 from reengage.journeys.entries import Firing, firings
-from reengage.journeys.triggers import DateTrigger, EventTrigger, InactivityTrigger
+from reengage.journeys.triggers import EventTrigger
 from reengage.state.contacts import chunks
 from reengage.state.db import insert_missing
 from reengage.state.schema import enrollments, journey_cursors
@@ -205,4 +205,4 @@ def admit(
     insert_missing(conn, enrollments, rows)
 
 
-__all__ = ["DateTrigger", "InactivityTrigger", "admit", "cursors", "enter"]
+__all__ = ["admit", "cursors", "enter"]

@@ -97,18 +97,20 @@ class AheadReader:
         self, journey: Journey, low: datetime, high: datetime, conn: Connection
     ) -> list[Firing]:
         if isinstance(journey.trigger, SegmentTrigger):
-            return firings(
-                journey, low, high, conn=conn, facts=self.facts, root=self.root, zone=self.zone
-            )
+            return self._firings(journey, low, high, conn)
+        return [f for f in self._covering(journey, low, high, conn) if low < f.at <= high]
+
+    def _covering(
+        self, journey: Journey, low: datetime, high: datetime, conn: Connection
+    ) -> list[Firing]:
+        """The firings read ahead for a stretch holding (low, high]; read again (for at
+        least a day from `low`) when what is held does not cover it."""
         held = self._read.get(journey.name)
         if held is None or low < held[0] or high > held[1]:
             top = max(high, low + AHEAD)
-            found = firings(
-                journey, low, top, conn=conn, facts=self.facts, root=self.root, zone=self.zone
-            )
-            held = (low, top, found)
+            held = (low, top, self._firings(journey, low, top, conn))
             self._read[journey.name] = held
-        return [f for f in held[2] if low < f.at <= high]
+        return held[2]
 
     def _firings(
         self, journey: Journey, low: datetime, high: datetime, conn: Connection
@@ -131,12 +133,8 @@ class AheadReader:
         for journey in journeys.values():
             if isinstance(journey.trigger, SegmentTrigger):
                 continue
-            held = self._read.get(journey.name)
-            if held is None or moment < held[0] or horizon > held[1]:
-                top = max(horizon, moment + AHEAD)
-                held = (moment, top, self._firings(journey, moment, top, conn))
-                self._read[journey.name] = held
-            times.extend(f.at for f in held[2] if f.at > moment)
+            held = self._covering(journey, moment, horizon, conn)
+            times.extend(f.at for f in held if f.at > moment)
         return min(times, default=None)
 
 

@@ -47,7 +47,7 @@ from dataclasses import asdict, dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, Engine, func, select
+from sqlalchemy import Connection, Engine, MetaData, Table, func, select
 from sqlalchemy.dialects import postgresql, sqlite
 
 from reengage.clock import Clock, as_utc
@@ -187,6 +187,8 @@ def enqueue_many(
 
 
 LOAD_TABLE = "reengage_outbox_load"
+# the temporary table COPY fills, described once for `bulk_insert_columns`
+_LOAD = Table(LOAD_TABLE, MetaData(), *(c._copy() for c in messages.columns))
 
 
 def _copy_in(conn: Connection, rows: Sequence[Mapping[str, Any]]) -> dict[str, int]:
@@ -201,18 +203,12 @@ def _copy_in(conn: Connection, rows: Sequence[Mapping[str, Any]]) -> dict[str, i
         f"(LIKE messages INCLUDING DEFAULTS) ON COMMIT DELETE ROWS"
     )
     conn.exec_driver_sql(f"TRUNCATE {LOAD_TABLE}")
-    bulk_insert_columns(conn, _load_table(), {n: [r.get(n) for r in rows] for n in names})
+    bulk_insert_columns(conn, _LOAD, {n: [r.get(n) for r in rows] for n in names})
     written = conn.exec_driver_sql(
         f"INSERT INTO messages ({listed}) SELECT {listed} FROM {LOAD_TABLE} "
         "ON CONFLICT (message_key) DO NOTHING RETURNING message_key, id"
     )
     return {key: int(id_) for key, id_ in written}
-
-
-def _load_table() -> Any:
-    from sqlalchemy import MetaData, Table
-
-    return Table(LOAD_TABLE, MetaData(), *(c._copy() for c in messages.columns))
 
 
 def _insert(conn: Connection) -> Any:
