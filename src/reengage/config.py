@@ -81,6 +81,8 @@ class Settings(BaseModel):
     quiet_hours: str = "21:00-09:00"
     purchase_cooldown_days: float = 3.0
     policy_max_defer_days: float = 3.0
+    # messages per minute a channel may hand its provider (sliding window); absent: no limit
+    rate_limits: dict[str, int] = {}
 
     @field_validator("timezone")
     @classmethod
@@ -165,6 +167,23 @@ class Settings(BaseModel):
                     raise ValueError(
                         f"frequency_caps.{channel}.{period} must be a whole number >= 0"
                     )
+        return value
+
+    @field_validator("rate_limits", mode="before")
+    @classmethod
+    def _rate_limits(cls, value: Any) -> Any:
+        if isinstance(value, str):  # from the environment: a JSON object
+            try:
+                value = json.loads(value)
+            except json.JSONDecodeError:
+                raise ValueError('write it as JSON: {"email": 600, "sms": 60}') from None
+        if not isinstance(value, dict):
+            raise ValueError("rate_limits must map a channel to messages per minute")
+        for channel, n in value.items():
+            if channel not in ("email", "sms", "push"):
+                raise ValueError(f"rate_limits.{channel}: the channels are email, sms and push")
+            if not isinstance(n, int) or isinstance(n, bool) or n < 1:
+                raise ValueError(f"rate_limits.{channel} must be a whole number >= 1")
         return value
 
     @field_validator("quiet_hours")

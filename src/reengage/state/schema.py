@@ -171,7 +171,17 @@ scores = Table(
     Index("ix_scores_as_of", "as_of"),
 )
 
-MESSAGE_STATUSES = ("queued", "sending", "sent", "failed", "blocked", "deferred")
+# paused and cancelled: rows of a campaign paused or cancelled before they went
+MESSAGE_STATUSES = (
+    "queued",
+    "sending",
+    "sent",
+    "failed",
+    "blocked",
+    "deferred",
+    "paused",
+    "cancelled",
+)
 SUPPRESSION_REASONS = ("unsubscribed", "bounced", "complained", "sunset", "stop", "erased")
 
 # The outbox and the log of every message: a row is written (queued) in the same transaction
@@ -200,6 +210,9 @@ messages = Table(
     Column("created_at", DateTime(timezone=True), nullable=False),
     Column("claimed_at", DateTime(timezone=True)),
     Column("sent_at", DateTime(timezone=True)),
+    # set just before the channel's irreversible write (SMTP's final dot, the provider's
+    # HTTP request): a row found `sending` with it after a crash is not sent again
+    Column("handed_at", DateTime(timezone=True)),
     Column("attempts", Integer, nullable=False, default=0),
     Column("provider_id", String(200)),
     Column("subject", String(500)),
@@ -208,6 +221,9 @@ messages = Table(
     Column("payload", JSON, nullable=False, default=dict),
     Index("ix_messages_status_due", "status", "due_at"),
     Index("ix_messages_contact", "contact_id", "created_at"),
+    Index("ix_messages_campaign", "campaign", "contact_id"),
+    # the sliding window of a channel's rate limit counts recent claims
+    Index("ix_messages_channel_claimed", "channel", "claimed_at"),
 )
 
 # Addresses that must not be contacted again on a channel, whoever they belong to now.
@@ -371,4 +387,57 @@ journey_cursors = Table(
     # every trigger firing at or before this instant has been considered
     Column("scanned_until", DateTime(timezone=True), nullable=False),
     Column("updated_at", DateTime(timezone=True), nullable=False),
+)
+
+# Campaigns: the definition is the YAML file in <home>/campaigns/; the row is its run, with
+# the definition as scheduled (`definition`, `digest`: editing the file later changes
+# nothing already under way). `campaign_recipients` is the audience frozen at start: who,
+# in which group (test, rest, holdout), which test arm, when to send, and why they are in
+# (the segment they matched and since when).
+CAMPAIGN_STATUSES = (
+    "draft",
+    "scheduled",
+    "sending",
+    "testing",
+    "paused",
+    "done",
+    "cancelled",
+)
+
+campaigns = Table(
+    "campaigns",
+    metadata,
+    Column("name", String(100), primary_key=True),
+    Column("status", String(16), nullable=False),
+    Column("definition", Text, nullable=False),
+    Column("digest", String(64), nullable=False),
+    Column("start_at", DateTime(timezone=True)),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+    Column("started_at", DateTime(timezone=True)),
+    Column("frozen_at", DateTime(timezone=True)),
+    Column("decide_at", DateTime(timezone=True)),
+    Column("decided_at", DateTime(timezone=True)),
+    Column("finished_at", DateTime(timezone=True)),
+    # one worker at a time moves a campaign on (freezing, queueing, deciding)
+    Column("lease_until", DateTime(timezone=True)),
+    Column("audience", Integer),
+    Column("excluded", Integer),
+    Column("holdout", Integer),
+    Column("winner", String(64)),
+    Column("decision", JSON),
+    Column("reason", String(500)),
+)
+
+campaign_recipients = Table(
+    "campaign_recipients",
+    metadata,
+    Column("campaign", String(100), primary_key=True),
+    Column("contact_id", Id, ForeignKey("contacts.id", ondelete="CASCADE"), primary_key=True),
+    Column("grp", String(8), nullable=False),  # test, rest, holdout
+    Column("arm", String(64)),
+    Column("send_at", DateTime(timezone=True)),
+    Column("segment", String(100), nullable=False),
+    Column("entered_at", DateTime(timezone=True)),
+    Index("ix_campaign_recipients_contact_id", "contact_id"),
 )
