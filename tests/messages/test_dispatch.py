@@ -4,6 +4,7 @@ retries, crashed workers and concurrent dispatchers."""
 
 from __future__ import annotations
 
+import dataclasses
 import email
 import email.policy
 import itertools
@@ -32,7 +33,7 @@ from reengage.clock import FixedClock
 from reengage.config import Home, load_settings
 from reengage.facts import reader
 from reengage.messages.copy import Catalogue
-from reengage.messages.dispatch import LEASE, claim, deliver_due, retry_delay
+from reengage.messages.dispatch import LEASE, UNCONFIRMED, claim, deliver_due, retry_delay
 from reengage.messages.outbox import enqueue
 from reengage.messages.render import Links, Renderer
 from reengage.state.contacts import current_consent
@@ -435,13 +436,14 @@ def test_a_temporary_smtp_failure_is_retried_later(shop: Shop) -> None:
     anna = shop.person()
     sent = shop.queue(anna)
     with smtp_server() as (inbox, port):
-        # four 451s: every attempt of the channel's own retries fails
-        inbox.data_replies.extend(["451 4.3.0 Try again later"] * 4)
+        # a 451 to the final dot: after the hand-over the channel does not try again itself
+        inbox.data_replies.extend(["451 4.3.0 Try again later"])
         channel = no_wait_channel(shop, port)
         summary = shop.deliver(channels={"email": channel})
         assert (summary.retrying, summary.sent) == (1, 0)
         row = shop.row(sent)
         assert (row.status, row.attempts, row.claimed_at) == ("queued", 1, None)
+        assert row.handed_at is None  # the mark is cleared as the row goes back
         assert "451" in row.reason and "@" not in row.reason
         due = row.due_at.replace(tzinfo=UTC)
         assert T0 < due <= T0 + retry_delay(1)
@@ -453,6 +455,40 @@ def test_a_temporary_smtp_failure_is_retried_later(shop: Shop) -> None:
         assert list(inbox.ids().values()) == [1]
     row = shop.row(sent)
     assert (row.status, row.attempts, row.reason) == ("sent", 2, None)
+    assert row.handed_at is not None
+
+
+def test_a_refused_recipient_is_still_retried_inside_the_send(shop: Shop) -> None:
+    """Before the hand-over (greylisting answers RCPT), the channel's own retries apply."""
+    sent = shop.queue(shop.person())
+
+    class Greylisting(Inbox):
+        refused = 0
+
+        async def handle_RCPT(
+            self, server: Any, session: Any, envelope: Any, address: str, options: list[str]
+        ) -> str:
+            if self.refused < 2:
+                self.refused += 1
+                return "450 4.2.0 Greylisted, try again"
+            envelope.rcpt_tos.append(address)
+            return "250 OK"
+
+    inbox = Greylisting()
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = int(s.getsockname()[1])
+    controller = Controller(inbox, hostname="127.0.0.1", port=port)
+    controller.start()
+    try:
+        channel = no_wait_channel(shop, port)
+        summary = shop.deliver(channels={"email": channel})
+        channel.close()
+    finally:
+        controller.stop()
+    assert (summary.sent, summary.retrying, inbox.refused) == (1, 0, 2)
+    assert list(inbox.ids().values()) == [1]
+    assert shop.row(sent).attempts == 1
 
 
 def test_temporary_failures_end_in_failed_after_the_last_attempt(shop: Shop) -> None:
@@ -535,8 +571,9 @@ def test_a_row_left_sending_by_a_dead_worker_is_sent_once_after_the_lease(shop: 
     assert (row.status, row.attempts) == ("sent", 2)
 
 
-def test_a_crash_between_accepted_and_marked_resends_the_same_message_id(shop: Shop) -> None:
-    """The documented window: the resend is the same email, recognisable by its Message-ID."""
+def test_a_crash_after_the_server_accepted_is_settled_not_sent_again(shop: Shop) -> None:
+    """The hand-over mark: a row found `sending` with it after the lease was being given to
+    the server when its worker died; it is marked sent (unconfirmed), not sent twice."""
     held = shop.queue(shop.person())
     with smtp_server() as (inbox, port):
         real = no_wait_channel(shop, port)
@@ -553,6 +590,41 @@ def test_a_crash_between_accepted_and_marked_resends_the_same_message_id(shop: S
 
         with pytest.raises(SystemExit):
             shop.deliver(channels={"email": DiesAfterSending()})
+        row = shop.row(held)
+        assert row.status == "sending" and row.handed_at is not None
+        shop.clock.advance(LEASE + timedelta(minutes=1))
+        summary = shop.deliver(channels={"email": real})
+        assert (summary.claimed, summary.sent, summary.unconfirmed) == (0, 0, 1)
+        assert shop.deliver(channels={"email": real}).as_dict()["unconfirmed"] == 0
+        real.close()
+        assert list(inbox.ids().values()) == [1]
+    row = shop.row(held)
+    assert (row.status, row.reason, row.attempts) == ("sent", UNCONFIRMED, 1)
+    assert row.sent_at == row.handed_at
+    [event] = shop.events()
+    assert (event["type"], event["message_id"]) == ("sent", str(held))
+    assert event["properties"]["reason"] == UNCONFIRMED
+
+
+def test_a_channel_without_the_hand_over_resends_the_same_message_id(shop: Shop) -> None:
+    """A channel that ignores `Outgoing.handing` keeps the old window: after a crash the row
+    is sent again, recognisable by its Message-ID."""
+    held = shop.queue(shop.person())
+    with smtp_server() as (inbox, port):
+        real = no_wait_channel(shop, port)
+
+        class DiesAfterSending:
+            name = "email"
+
+            def send(self, message: Outgoing) -> Receipt:
+                real.send(dataclasses.replace(message, handing=None))
+                raise SystemExit("the worker died")
+
+            def close(self) -> None:
+                pass
+
+        with pytest.raises(SystemExit):
+            shop.deliver(channels={"email": DiesAfterSending()})
         assert shop.row(held).status == "sending"
         shop.clock.advance(LEASE + timedelta(minutes=1))
         assert shop.deliver(channels={"email": real}).sent == 1
@@ -560,6 +632,21 @@ def test_a_crash_between_accepted_and_marked_resends_the_same_message_id(shop: S
         [(message_id, copies)] = inbox.ids().items()
     assert copies == 2
     assert outbox_id_from_message_id(shop.settings.secret(), message_id) == held
+
+
+def test_a_row_of_a_paused_or_cancelled_campaign_is_never_claimed(shop: Shop) -> None:
+    anna = shop.person()
+    ids = {s: shop.queue(anna, campaign="spring") for s in ("paused", "cancelled", "queued")}
+    with shop.engine.begin() as conn:
+        for status in ("paused", "cancelled"):
+            conn.execute(
+                messages.update().where(messages.c.id == ids[status]).values(status=status)
+            )
+    shop.clock.advance(LEASE * 3)
+    assert [r.id for r in claim(shop.engine, shop.clock, limit=10)] == [ids["queued"]]
+    assert shop.deliver().claimed == 0
+    assert shop.row(ids["paused"]).status == "paused"
+    assert shop.row(ids["cancelled"]).status == "cancelled"
 
 
 def test_a_worker_that_lost_its_lease_cannot_overwrite_the_new_owner(shop: Shop) -> None:
@@ -621,6 +708,18 @@ def test_limit_and_channel_select_what_is_delivered(shop: Shop) -> None:
     assert shop.deliver(channel="sms").claimed == 0
     assert shop.deliver(channel="email").sent == 3
     assert [shop.row(i).status for i in ids] == ["sent"] * 5
+
+
+def test_a_run_for_one_campaign_delivers_only_its_rows(shop: Shop) -> None:
+    spring = [shop.queue(shop.person(), campaign="spring") for _ in range(3)]
+    autumn = shop.queue(shop.person(), campaign="autumn")
+    journey = shop.queue(shop.person(), journey="cart", step="reminder_1")
+    summary = shop.deliver(campaign="spring")
+    assert (summary.claimed, summary.sent) == (3, 3)
+    assert [shop.row(i).status for i in spring] == ["sent"] * 3
+    assert shop.row(autumn).status == shop.row(journey).status == "queued"
+    assert shop.deliver(campaign="spring").claimed == 0
+    assert shop.deliver().sent == 2
 
 
 # --- what the message says ------------------------------------------------------------------------
@@ -688,6 +787,19 @@ def test_payload_keys_set_the_button_the_deadline_and_the_product(shop: Shop) ->
     html = msg.get_body(("html",))
     assert html is not None
     assert click_url(shop.settings, queued, anna, f"{SHOP}/special") in html.get_content()
+
+
+def test_the_payloads_copy_replaces_fields_of_the_intents_copy(shop: Shop) -> None:
+    anna = shop.person(first_name="Anna")
+    own = shop.queue(
+        anna,
+        "newsletter",
+        payload={"copy": {"subject": "New at {{ shop_name }} for {{ first_name }}"}},
+    )
+    plain = shop.queue(shop.person(), "newsletter", payload={})
+    assert shop.deliver().sent == 2
+    assert shop.row(own).subject == "New at Bottega for Anna"
+    assert shop.row(plain).subject != shop.row(own).subject
 
 
 def test_progress_reaches_the_total(shop: Shop) -> None:

@@ -101,6 +101,9 @@ def test_the_button_leads_where_the_intent_says() -> None:
     assert r.render("review_request", None, "en", context, LINKS).url == context.review_url
     assert r.render("cart_help", None, "en", context, LINKS).url == context.help_url
     assert r.render("sunset_goodbye", None, "en", context, LINKS).url == LINKS.preferences
+    newsletter = r.render("newsletter", None, "en", context, LINKS)
+    assert newsletter.url == context.shop_url  # the shop's news: to the shop, picks shown
+    assert all(p.title in newsletter.html for p in context.products)
     assert r.render("up_sell", None, "en", context, LINKS).url == context.products[0].url
     assert r.render("replenishment", None, "en", context, LINKS).url == context.product.url  # type: ignore[union-attr]
     bare = dataclasses.replace(context, products=())

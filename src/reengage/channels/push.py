@@ -26,7 +26,13 @@ from py_vapid.utils import b64urlencode  # type: ignore[import-untyped]
 from pywebpush import WebPusher  # type: ignore[import-untyped]
 from sqlalchemy import Connection, Engine, select
 
-from reengage.channels.delivery import Outgoing, PermanentFailure, Receipt, TemporaryFailure
+from reengage.channels.delivery import (
+    Outgoing,
+    PermanentFailure,
+    Receipt,
+    TemporaryFailure,
+    hand_over,
+)
 from reengage.clock import Clock
 from reengage.config import Settings
 from reengage.errors import ConfigError, InputError
@@ -200,6 +206,7 @@ class PushChannel:
             {"endpoint": endpoint, "keys": {"p256dh": row.p256dh, "auth": row.auth}},
             requests_session=self._session,
         )
+        hand_over(message)
         try:
             response = pusher.send(
                 body, headers, ttl=self.ttl, content_encoding="aes128gcm", timeout=self.timeout

@@ -22,7 +22,13 @@ from __future__ import annotations
 import httpx
 import phonenumbers
 
-from reengage.channels.delivery import Outgoing, PermanentFailure, Receipt, TemporaryFailure
+from reengage.channels.delivery import (
+    Outgoing,
+    PermanentFailure,
+    Receipt,
+    TemporaryFailure,
+    hand_over,
+)
 from reengage.channels.sms_text import with_opt_out
 from reengage.config import Settings
 from reengage.errors import ConfigError
@@ -134,6 +140,7 @@ class TwilioSMS:
 
     def send(self, message: Outgoing) -> Receipt:
         fields = self.form(message)
+        hand_over(message)
         try:
             response = self._client.post(self.url, data=fields, auth=self._auth)
         except httpx.TransportError as exc:

@@ -1,6 +1,10 @@
 """Sending email over SMTP: a small pool of connections shared by the worker threads, and
 the retry rules of the protocol (4xx: later, 5xx: never). The server and its options come
 from `smtp_url` (`reengage.channels.smtp_url`).
+
+DATA is written here rather than by `smtplib`: the message body goes out, then the message's
+hand-over callback runs (`Outgoing.handing`), then the final dot, which is what makes the
+server take the message. A server that lost the connection before the dot drops the body.
 """
 
 from __future__ import annotations
@@ -8,12 +12,19 @@ from __future__ import annotations
 import random
 import re
 import smtplib
+import socket
 import ssl
 import threading
 import time
 from collections.abc import Callable
 
-from reengage.channels.delivery import Outgoing, PermanentFailure, Receipt, TemporaryFailure
+from reengage.channels.delivery import (
+    Outgoing,
+    PermanentFailure,
+    Receipt,
+    TemporaryFailure,
+    hand_over,
+)
 from reengage.channels.mail import MailBuilder, recipient
 from reengage.channels.smtp_url import SmtpConfig, parse_smtp_url
 from reengage.clock import Clock
@@ -134,6 +145,10 @@ class SmtpPool:
                 )
             else:
                 conn = smtplib.SMTP(cfg.host, cfg.port, cfg.helo, timeout=cfg.timeout)
+            # the final dot is a write of its own, after the body: Nagle's algorithm would
+            # hold it back until the server acknowledged the body (a delayed ACK, 40 ms)
+            if conn.sock is not None:
+                conn.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             conn.ehlo()
             if cfg.starttls:
                 if not conn.has_extn("starttls"):
@@ -196,8 +211,11 @@ def _close(conn: smtplib.SMTP | None, *, polite: bool) -> None:
         conn.close()
 
 
-def _transaction(conn: smtplib.SMTP, sender: str, to: str, data: bytes) -> str:
-    """MAIL, RCPT, DATA on an open connection; the server's final reply text."""
+def _transaction(
+    conn: smtplib.SMTP, sender: str, to: str, data: bytes, hand: Callable[[], None]
+) -> str:
+    """MAIL, RCPT, DATA on an open connection, `hand()` called between the body and the
+    final dot; the server's final reply text. What `hand` raises goes through untouched."""
     stage = "mail"
     reply: bytes | str
     try:
@@ -209,10 +227,19 @@ def _transaction(conn: smtplib.SMTP, sender: str, to: str, data: bytes) -> str:
         if code not in (250, 251):
             _refused(conn, stage, code, reply)
         stage = "data"
-        try:
-            code, reply = conn.data(data)
-        except smtplib.SMTPDataError as exc:  # the DATA command itself was refused
-            code, reply = exc.smtp_code, exc.smtp_error
+        conn.putcmd("data")
+        code, reply = conn.getreply()
+        if code != 354:
+            _refused(conn, stage, code, reply)
+        conn.send(_body(data))
+    except smtplib.SMTPServerDisconnected:
+        raise _Unusable(stage, "the server closed the connection") from None
+    except OSError as exc:
+        raise _Unusable(stage, type(exc).__name__) from None
+    hand()
+    try:
+        conn.send(b".\r\n")
+        code, reply = conn.getreply()
         if code != 250:
             _refused(conn, stage, code, reply)
     except smtplib.SMTPServerDisconnected:
@@ -220,6 +247,13 @@ def _transaction(conn: smtplib.SMTP, sender: str, to: str, data: bytes) -> str:
     except OSError as exc:
         raise _Unusable(stage, type(exc).__name__) from None
     return reply.decode("utf-8", "replace") if isinstance(reply, bytes) else str(reply)
+
+
+def _body(data: bytes) -> bytes:
+    """The message as DATA carries it, without the final dot: lines starting with a dot get
+    another one (RFC 5321 4.5.2), and the last line ends with CRLF."""
+    body = re.sub(rb"(?m)^\.", b"..", data)
+    return body if body.endswith(b"\r\n") else body + b"\r\n"
 
 
 def _refused(conn: smtplib.SMTP, stage: str, code: int, reply: bytes | str) -> None:
@@ -242,6 +276,8 @@ class SmtpChannel:
     temporary failure (4xx, a dropped or refused connection) it waits and tries again, up to
     `attempts` times, with exponential backoff and jitter. A pooled connection found dead
     before the server accepted anything is replaced at once without counting as an attempt.
+    A message with a hand-over callback (`Outgoing.handing`) is not tried again once the
+    callback ran: a refused or unanswered final dot raises TemporaryFailure at once.
     Safe to call from many threads; `pool` connections are shared among them.
     """
 
@@ -288,9 +324,16 @@ class SmtpChannel:
         to = recipient(message)
         where = f"outbox {message.message_id}"
         last = ""
+        handed = False
+
+        def hand() -> None:
+            nonlocal handed
+            hand_over(message)
+            handed = True
+
         for attempt in range(1, self.attempts + 1):
             try:
-                reply = self._attempt(to, data)
+                reply = self._attempt(to, data, hand)
             except _Rejected as exc:
                 reason = f"{exc.code} {exc.text}"
                 if exc.code >= 500:
@@ -306,6 +349,9 @@ class SmtpChannel:
                 raise TemporaryFailure(f"smtp_url ({self.config.describe()}): {exc}") from None
             else:
                 return Receipt(provider_id=_provider_id(reply) or None)
+            if handed and message.handing is not None:
+                # the hand-over is recorded: the caller clears it before anyone waits
+                raise TemporaryFailure(f"{where}: not taken after the hand-over (last: {last})")
             if attempt < self.attempts:
                 self._sleep(self.delay(attempt))
         raise TemporaryFailure(
@@ -313,12 +359,12 @@ class SmtpChannel:
             f"(last: {last})"
         )
 
-    def _attempt(self, to: str, data: bytes) -> str:
+    def _attempt(self, to: str, data: bytes, hand: Callable[[], None]) -> str:
         while True:
             conn, reused = self.pool.acquire()
             usable = False
             try:
-                reply = _transaction(conn, self.builder.address, to, data)
+                reply = _transaction(conn, self.builder.address, to, data, hand)
                 usable = True
                 return reply
             except _Rejected:

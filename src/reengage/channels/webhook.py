@@ -22,7 +22,13 @@ from typing import Any
 
 import httpx
 
-from reengage.channels.delivery import Outgoing, PermanentFailure, Receipt, TemporaryFailure
+from reengage.channels.delivery import (
+    Outgoing,
+    PermanentFailure,
+    Receipt,
+    TemporaryFailure,
+    hand_over,
+)
 from reengage.clock import Clock
 from reengage.config import Settings
 from reengage.errors import ConfigError
@@ -149,6 +155,7 @@ class WebhookChannel:
     def send(self, message: Outgoing) -> Receipt:
         body, headers = self.request(message)
         where = f"webhook {message.message_id}"
+        hand_over(message)
         try:
             response = self._client.post(self.url, content=body, headers=headers)
         except httpx.TransportError as exc:

@@ -14,12 +14,17 @@ works when everything is known fails here, not in a customer's inbox. SMS and pu
 longer than their limits (`intents.LIMITS`) with the samples are listed by `reengage messages
 check`, which fails on them, but they do not stop a language from loading: they would still
 send.
+
+A campaign may replace some fields of an intent's copy with its own text (`overrides`, a
+mapping of field to template): `check_overrides` checks them as the copy is checked, when the
+campaign is written; `LanguageCopy.render_overrides` renders them, each text compiled once.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
+import threading
+from collections.abc import Callable, Collection, Iterator, Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -170,11 +175,14 @@ class Variant:
         self.where = where
         self._blocks = [(name, template.blocks[name]) for name in FIELDS]
 
-    def render(self, variables: dict[str, Any]) -> list[str]:
-        """Every field rendered, in `FIELDS` order."""
+    def render(self, variables: dict[str, Any], skip: Collection[str] = ()) -> list[str]:
+        """Every field rendered, in `FIELDS` order; those in `skip` (overridden) left empty."""
         context = self.template.new_context(variables)
         out = []
         for name, block in self._blocks:
+            if name in skip:
+                out.append("")
+                continue
             try:
                 out.append("".join(block(context)))
             except (JinjaError, SecurityError) as exc:
@@ -191,10 +199,13 @@ class LanguageCopy:
         self.language = language
         self.env = environment(language, currency)
         self.known = frozenset(ctx.VARIABLES) | _JINJA_NAMES | frozenset(self.env.globals)
+        # overrides compiled, by text: thousands of messages share a campaign's few texts
+        self._overrides: dict[str, JinjaTemplate] = {}
+        self._overrides_lock = threading.Lock()
         blocks: dict[tuple[str, str], list[nodes.Block]] = {}
         where: dict[tuple[str, str], dict[str, Where]] = {}
         for (intent, variant, field), source in sources.items():
-            parsed = self._parse(source)
+            parsed = self._parse(source.text, _in_file(source))
             blocks.setdefault((intent, variant), []).append(
                 nodes.Block(field, parsed.body, False, False, lineno=1)
             )
@@ -213,13 +224,13 @@ class LanguageCopy:
             )
             self.variants[key] = Variant(template, where[key])
 
-    def _parse(self, source: Source) -> nodes.Template:
-        """Parse one field; a syntax error or an unknown name names its line in the file."""
+    def _parse(self, text: str, where: Callable[[int], str]) -> nodes.Template:
+        """Parse one field; a syntax error or an unknown name is reported at `where(line)`,
+        `line` counted in the template."""
         try:
-            parsed = self.env.parse(source.text)
+            parsed = self.env.parse(text)
         except TemplateSyntaxError as exc:
-            line = _line(source, exc.lineno or 1)
-            raise TemplateError(f"{replace(source.where, line=line)}: {exc.message}") from None
+            raise TemplateError(f"{where(exc.lineno or 1)}: {exc.message}") from None
         for node in parsed.find_all((nodes.Filter, nodes.Test)):
             kind, known = (
                 ("filter", self.env.filters)
@@ -227,18 +238,50 @@ class LanguageCopy:
                 else ("test", self.env.tests)
             )
             if node.name not in known:
-                line = _line(source, node.lineno or 1)
-                raise TemplateError(
-                    f"{replace(source.where, line=line)}: no {kind} named {node.name!r}"
-                )
+                raise TemplateError(f"{where(node.lineno or 1)}: no {kind} named {node.name!r}")
         stored = {n.name for n in parsed.find_all(nodes.Name) if n.ctx != "load"}
         for name in parsed.find_all(nodes.Name):
             if name.ctx == "load" and name.name not in self.known and name.name not in stored:
-                line = _line(source, name.lineno or 1)
-                raise TemplateError(
-                    f"{replace(source.where, line=line)}: '{name.name}' is undefined"
-                )
+                raise TemplateError(f"{where(name.lineno or 1)}: '{name.name}' is undefined")
         return parsed
+
+    def override(self, text: str, field: str, where: str) -> JinjaTemplate:
+        """One field's own text (a campaign's), compiled in this sandbox; kept by text, so a
+        text is compiled once however many messages use it. Errors name `where (field)`."""
+        found = self._overrides.get(text)
+        if found is not None:
+            return found
+        parsed = self._parse(text, lambda line: _override_where(where, field, text, line))
+        try:
+            code = self.env.compile(parsed, name=f"{self.language}:override")
+        except TemplateSyntaxError as exc:
+            line = exc.lineno or 1
+            raise TemplateError(
+                f"{_override_where(where, field, text, line)}: {exc.message}"
+            ) from None
+        found = self.env.template_class.from_code(self.env, code, self.env.make_globals(None))
+        with self._overrides_lock:
+            # a long-running worker sees many campaigns: keep the latest texts only
+            while len(self._overrides) >= _OVERRIDES_KEPT:
+                del self._overrides[next(iter(self._overrides))]
+            self._overrides[text] = found
+        return found
+
+    def render_overrides(
+        self, overrides: Mapping[str, str], variables: dict[str, Any], where: str
+    ) -> dict[str, str]:
+        """Each overridden field rendered with `variables`: {field: text}."""
+        check_fields(overrides, where)
+        out = {}
+        for field, text in overrides.items():
+            template = self.override(text, field, where)
+            try:
+                out[field] = "".join(template.root_render_func(template.new_context(variables)))
+            except (JinjaError, SecurityError) as exc:
+                raise TemplateError(f"{where} ({field}): {_reason(exc)}") from None
+            except (TypeError, ValueError, ArithmeticError, LookupError) as exc:
+                raise TemplateError(f"{where} ({field}): {exc}") from None
+        return out
 
     def variant(self, intent: str, variant: str) -> Variant:
         return self.variants[(intent, variant)]
@@ -259,6 +302,29 @@ class LanguageCopy:
                     )
                     if limit is not None and length > limit and problem not in self.too_long:
                         self.too_long.append(problem)
+
+
+# distinct override texts kept compiled per language
+_OVERRIDES_KEPT = 512
+
+
+def check_fields(overrides: Mapping[str, Any], where: str) -> None:
+    """Overrides name known fields and give text."""
+    for field, text in overrides.items():
+        if field not in FIELDS:
+            raise CopyError(f"{where}: unknown field {field!r} (known: {', '.join(FIELDS)})")
+        if not isinstance(text, str):
+            raise CopyError(f"{where} ({field}): must be text")
+
+
+def _override_where(where: str, field: str, text: str, line: int) -> str:
+    # the line only helps in a text of several lines (a body)
+    return f"{where} ({field} line {line})" if "\n" in text.strip() else f"{where} ({field})"
+
+
+def _in_file(source: Source) -> Callable[[int], str]:
+    """Where a template's line is in its file: "file line N (intent.variant.field)"."""
+    return lambda line: str(replace(source.where, line=_line(source, line)))
 
 
 def _line(source: Source, template_line: int) -> int:
@@ -367,6 +433,38 @@ class Catalogue:
         loaded = LanguageCopy(language, sources, self.currency)
         loaded.check([sample_context(language, self.currency, sparse=s) for s in (False, True)])
         return loaded
+
+
+def check_overrides(
+    overrides: Mapping[str, str],
+    language: str,
+    *,
+    where: str,
+    settings: Any = None,
+    catalogue: Catalogue | None = None,
+) -> None:
+    """Check a campaign's own copy as the shipped copy is checked: known fields, every template
+    compiled, no unknown name, rendered with the full and the sparse sample contexts, and not
+    empty with either. A mistake raises a `CopyError` naming `where` and the field.
+
+    The copy is that of `catalogue`, else of `settings` (its home's copy and currency), else
+    the shipped copy.
+    """
+    if catalogue is None:
+        catalogue = Catalogue.for_settings(settings) if settings is not None else Catalogue()
+    check_fields(overrides, where)
+    copy = catalogue.copy(language)
+    for sparse in (False, True):
+        sample = sample_context(language, catalogue.currency, sparse=sparse)
+        for field, text in copy.render_overrides(overrides, sample.variables(), where).items():
+            if not text.strip():
+                which = (
+                    "the sparse sample (no first name, no recommendations, no order, "
+                    "no offer, no deadline)"
+                    if sparse
+                    else "the full sample"
+                )
+                raise CopyError(f"{where} ({field}): renders empty with {which}")
 
 
 # --- sample contexts: what copy is checked with, and what `messages preview` shows ----------

@@ -1,4 +1,4 @@
-"""What a message is for: the sixteen intents, the five copy variants, the fields of copy.
+"""What a message is for: the seventeen intents, the five copy variants, the fields of copy.
 
 An intent says *why* we write (a cart left behind, a thank-you, a goodbye); the copy for it is
 written once per behavioural style and language (`copy/<lang>.yaml`). Per intent this module
@@ -19,6 +19,9 @@ fixes what the rest of the system must not guess:
   shop. A missing main product falls back to the first recommendation, then to the shop; a
   missing recommendation falls back to the shop, never to the main product (for `cross_sell`
   that is what they already bought, for `down_sell` what they looked at and left).
+
+`newsletter` is the shop's news, sent by a campaign that usually brings its own heading and
+body (copy overrides); its own copy still reads well alone.
 
 The win-back series runs `winback_reminder` → `winback_incentive` → `last_chance` →
 `sunset_goodbye`: `last_chance` is the last message before the sunset (the last time we write
@@ -217,6 +220,14 @@ INTENTS: dict[str, Intent] = {
             ("email", "push", "sms"),
             "product",
             "what they buy regularly is probably running out",
+        ),
+        _intent(
+            "newsletter",
+            "marketing",
+            ("recommendations",),
+            ("email", "push"),
+            "shop",
+            "the shop's news to its subscribers: what is new, a few picks for them",
         ),
     )
 }

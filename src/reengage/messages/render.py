@@ -10,13 +10,17 @@ renders `layout.txt` from the same copy and blocks.
 
     renderer = Renderer(Catalogue.for_settings(settings))
     rendered = renderer.render("cart_reminder", "go_getter", "en", context, links)
+
+A campaign's own text for some fields (`overrides`, {field: template}) replaces those fields of
+the intent's copy; it renders in the same sandbox, with the same context, compiled once per
+text (`LanguageCopy.override`).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -29,7 +33,7 @@ from jinja2 import Template as JinjaTemplate
 
 from reengage.messages.context import Context
 from reengage.messages.copy import Catalogue, Variant
-from reengage.messages.intents import INTENTS, Intent, UnknownName, variant_for
+from reengage.messages.intents import FIELDS, INTENTS, Intent, UnknownName, variant_for
 
 HERE = Path(__file__).parent
 
@@ -259,10 +263,16 @@ class Renderer:
         language: str,
         context: Context,
         links: Links,
+        overrides: Mapping[str, str] | None = None,
+        overrides_from: str = "payload copy",
     ) -> Rendered:
         """The message `intent` in the copy for `style` (a scored style, a variant, or
-        unknown/None for neutral) and `language`, personalised with `context`."""
-        copy = self.prepare(intent, style, language, context, links)
+        unknown/None for neutral) and `language`, personalised with `context`.
+
+        `overrides` ({field: template}) replace those fields of the copy; their errors name
+        `overrides_from` and the field: "campaign copy (subject): 'frist_name' is undefined".
+        """
+        copy = self.prepare(intent, style, language, context, links, overrides, overrides_from)
         values = copy.values
         values["paragraphs"] = copy.paragraphs
         html = self.layout.html(copy.variant, language).render(values)
@@ -286,6 +296,8 @@ class Renderer:
         language: str,
         context: Context,
         links: Links,
+        overrides: Mapping[str, str] | None = None,
+        overrides_from: str = "payload copy",
     ) -> Prepared:
         """The copy rendered and the values the layouts need: everything but the layouts."""
         spec = INTENTS.get(intent)
@@ -294,7 +306,16 @@ class Renderer:
         variant = variant_for(style)
         copy = self.variant(intent, variant, language)
         variables = context.variables()
-        subject, preheader, heading, body, cta, sms, push_title, push_body = copy.render(variables)
+        if overrides:
+            own = self.catalogue.copy(language).render_overrides(
+                overrides, variables, overrides_from
+            )
+            texts = [
+                own.get(f, t) for f, t in zip(FIELDS, copy.render(variables, own), strict=True)
+            ]
+        else:
+            texts = copy.render(variables)
+        subject, preheader, heading, body, cta, sms, push_title, push_body = texts
         url = links.cta or cta_target(spec, context, links)
         blocks = spec.blocks
         values = {
@@ -382,10 +403,16 @@ _default: Renderer | None = None
 
 
 def render(
-    intent: str, style: str | None, language: str, context: Context, links: Links
+    intent: str,
+    style: str | None,
+    language: str,
+    context: Context,
+    links: Links,
+    overrides: Mapping[str, str] | None = None,
+    overrides_from: str = "payload copy",
 ) -> Rendered:
     """`Renderer.render` with the packaged copy (no home overrides) and EUR prices."""
     global _default
     if _default is None:
         _default = Renderer()
-    return _default.render(intent, style, language, context, links)
+    return _default.render(intent, style, language, context, links, overrides, overrides_from)
