@@ -20,6 +20,8 @@ BENCHMARKS = {
     "send_email": (["--count", "100000"], ["--count", "2000"]),
     "send_campaign": (["--count", "100000"], ["--count", "2000"]),
     "segments": (["--contacts", "1000000"], ["--contacts", "5000"]),
+    "campaign_queue": (["--contacts", "1000000"], ["--contacts", "5000"]),
+    "aa_calibration": (["--runs", "1000"], ["--runs", "200"]),
     "worker": (
         ["--contacts", "1000000", "--due", "100000"],
         ["--contacts", "5000", "--due", "1000"],

@@ -41,6 +41,18 @@ def test_demo_runs_and_running_it_again_adds_nothing(cli: CliRunner, env: dict[s
         j["sent"] + sum(j["blocked"].values()) + j["waiting"] for j in journeys.values()
     )
 
+    # two campaigns ran on a simulated clock: the newsletter measured against its holdout,
+    # the win-back's subject test decided
+    campaigns = one["campaigns"]
+    assert {c["status"] for c in campaigns.values()} == {"done"}
+    for found in campaigns.values():
+        assert found["messages"]["sent"] > 0 and found["messages"]["pending"] == 0
+        assert found["holdout"] > 0 and found["lift"]["control"]["n"] == found["holdout"]
+        assert found["engagement"]["clicked"] > 0
+    decision = campaigns["winback_season"]["decision"]
+    assert decision["winner"] in ("plain", "personal")
+    assert [a["variant"] for a in decision["arms"]] == ["plain", "personal"]
+
     second = cli.invoke(app, args)
     assert second.exit_code == 0, second.output
     two = json.loads(second.stdout)
@@ -49,6 +61,7 @@ def test_demo_runs_and_running_it_again_adds_nothing(cli: CliRunner, env: dict[s
         k: held[k] for k in ("contacts", "order_lines", "events", "consents")
     }
     assert two["replay"]["queued"] == 0 and two["journeys"] == journeys  # nothing twice
+    assert two["campaigns"] == campaigns
 
 
 def test_demo_prints_a_readable_summary(cli: CliRunner, env: dict[str, str]) -> None:
@@ -58,6 +71,8 @@ def test_demo_prints_a_readable_summary(cli: CliRunner, env: dict[str, str]) -> 
     assert "abandoned carts" in result.output
     assert "Where customers stand" in result.output
     assert "Journeys over the last" in result.output and "post_purchase" in result.output
+    assert "newsletter (done)" in result.output and "winner:" in result.output
+    assert "simulated" in result.output
 
 
 def test_generate_writes_the_generic_formats(cli: CliRunner, tmp_path: Path) -> None:

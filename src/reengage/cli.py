@@ -366,7 +366,9 @@ def _register_domain_commands() -> None:
     # the domain modules add their commands to `app`; imported last, as they import this module
     import reengage.analytics.commands
     import reengage.audience.commands
+    import reengage.campaigns.commands
     import reengage.channels.commands
+    import reengage.experiments.commands
     import reengage.journeys.commands
     import reengage.journeys.engine_commands
     import reengage.messages.commands

@@ -16,8 +16,10 @@ from rich.table import Table
 from sqlalchemy import Engine, func, select
 
 from reengage.analytics.scoring import score
+from reengage.campaigns.report import print_results
 from reengage.clock import Clock
 from reengage.config import Home, Settings
+from reengage.demo.campaigns import SIMULATED_DAYS, run_campaigns
 from reengage.facts import reader
 from reengage.facts.compact import compact
 from reengage.home import init_home, open_state, status
@@ -80,6 +82,12 @@ def run_demo(
             say(f"Running the built-in journeys over the last {REPLAY_DAYS} days ...")
         replayed = replay_journeys(home, engine, clock.now())
         scored = score(home, engine, as_of=clock.now(), clock=clock)
+        if console:
+            say(
+                f"Running two campaigns over the next {SIMULATED_DAYS} days, on a simulated "
+                "clock, with simulated customer responses ..."
+            )
+        campaigns = run_campaigns(home, engine, clock.now())
         held = status(home, engine)
         journeys = journey_report(engine)
     finally:
@@ -98,6 +106,7 @@ def run_demo(
             stages.add_row(stage.replace("_", " "), f"{n:,}")
         console.print(stages)
         _print_journeys(console, journeys, settings.mail_path)
+        _print_campaigns(console, campaigns)
         console.print(
             f"Home: {settings.home}. Run the demo again: it adds nothing twice. "
             f"Try `reengage contacts show C0000001` or `reengage contacts export --out c.csv`."
@@ -113,6 +122,7 @@ def run_demo(
         "highlights": highlights,
         "replay": replayed,
         "journeys": journeys,
+        "campaigns": campaigns,
     }
 
 
@@ -208,6 +218,16 @@ def _print_journeys(console: Console, report: dict[str, dict[str, Any]], mail: P
             markup=False,
             highlight=False,
         )
+
+
+def _print_campaigns(console: Console, campaigns: dict[str, dict[str, Any]]) -> None:
+    console.print(
+        "[bold]Campaigns[/] (the customers' answers are simulated: "
+        "see reengage.demo.campaigns.Responses for the rates assumed)"
+    )
+    for found in campaigns.values():
+        print_results(console, found)
+    console.print("`reengage campaigns show NAME` prints the same, `--json` for all the figures.")
 
 
 def _highlights(facts: Path) -> dict[str, Any]:

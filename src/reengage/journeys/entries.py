@@ -95,7 +95,7 @@ def firings(
 # --- events and orders --------------------------------------------------------------------
 
 
-def _valid_orders(where: str, source: str = "orders") -> str:
+def valid_orders(where: str, source: str = "orders") -> str:
     """Valid orders (latest status not void) among the order lines matching `where` (in
     `source`: the orders view, or `reader.between` for a stretch of time)."""
     return f"""
@@ -132,7 +132,7 @@ def _events(
     if trigger.type == ORDER_PLACED:
         source = reader.between(root, "orders", low, high, facts)
         rows = facts.execute(
-            f"SELECT * FROM ({_valid_orders('ordered_at > $low AND ordered_at <= $high', source)})",
+            f"SELECT * FROM ({valid_orders('ordered_at > $low AND ordered_at <= $high', source)})",
             {"low": low, "high": high},
         ).fetchall()
         owners = _owners(conn, [(r[1], None) for r in rows])
@@ -168,7 +168,7 @@ def _events(
             orders = reader.between(root, "orders", low - window, high, facts)
             sql += f"""
             AND NOT EXISTS (
-              SELECT 1 FROM ({_valid_orders(ORDERS_WINDOW, orders)}) o
+              SELECT 1 FROM ({valid_orders(ORDERS_WINDOW, orders)}) o
               WHERE o.customer_id = c.customer_id
                 AND o.ordered_at > c.occurred_at AND o.ordered_at <= c.occurred_at + $window)"""
     rows = facts.execute(sql, params).fetchall()
@@ -274,7 +274,7 @@ def _inactivity(
     facts.register("__inactivity_days", days)
     try:
         rows = facts.execute(
-            f"""WITH o AS ({_valid_orders("ordered_at <= $high")}),
+            f"""WITH o AS ({valid_orders("ordered_at <= $high")}),
                 d AS (
                   SELECT o.customer_id, o.ordered_at,
                          lead(o.ordered_at) OVER (PARTITION BY o.customer_id
@@ -348,7 +348,7 @@ def _dates(
     elif trigger.of == "order_anniversary":
         customers = _customers(conn)
         firsts = facts.execute(
-            f"""SELECT customer_id, min(ordered_at) FROM ({_valid_orders("ordered_at <= $high")})
+            f"""SELECT customer_id, min(ordered_at) FROM ({valid_orders("ordered_at <= $high")})
                 GROUP BY customer_id""",
             {"high": high},
         ).fetchall()

@@ -27,6 +27,8 @@ import duckdb
 from sqlalchemy import Connection, Engine, func, select
 
 from reengage.audience.segments import refresh_segments
+from reengage.campaigns.runner import next_due as campaigns_due
+from reengage.campaigns.runner import tick as campaigns_tick
 from reengage.channels.delivery import Channel
 from reengage.clock import Clock, FixedClock, as_utc
 from reengage.config import Home
@@ -160,6 +162,7 @@ def tick(
     services = Services(home, home.settings, facts, now)
     done = enter(engine, journeys, services, start=start, late=late, source=source)
     done.add(advance(engine, journeys, services, batch=batch))
+    campaigns_tick(home, engine, clock, facts=facts)
     delivered = None
     if deliver:
         delivered = deliver_due(home, engine, clock, channels=channels, facts=facts)
@@ -179,7 +182,7 @@ def _next_due(engine: Engine, deliver: bool = True) -> datetime | None:
                     messages.c.status.in_(("queued", "deferred"))
                 )
             ).scalar_one_or_none()
-    found = [as_utc(t) for t in (enrollment, message) if t is not None]
+    found = [as_utc(t) for t in (enrollment, message, campaigns_due(engine)) if t is not None]
     return min(found, default=None)
 
 

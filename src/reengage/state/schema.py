@@ -409,6 +409,8 @@ campaigns = Table(
     metadata,
     Column("name", String(100), primary_key=True),
     Column("status", String(16), nullable=False),
+    # how far the work is (a checkpoint): null, frozen, test_queued, decided, queued
+    Column("phase", String(16)),
     Column("definition", Text, nullable=False),
     Column("digest", String(64), nullable=False),
     Column("start_at", DateTime(timezone=True)),
