@@ -5,6 +5,7 @@ concurrent dispatchers share one limit, and other channels go on."""
 
 from __future__ import annotations
 
+import json
 import threading
 from collections import Counter
 from datetime import timedelta
@@ -13,8 +14,10 @@ from typing import Any
 import pytest
 from sqlalchemy import Engine, func, select
 from test_dispatch import PUBLIC, SHOP, T0, Shop
+from typer.testing import CliRunner
 
 from reengage.channels.delivery import Outgoing, Receipt
+from reengage.cli import app
 from reengage.clock import FixedClock
 from reengage.config import Home, load_settings
 from reengage.state.schema import consents, contacts, messages
@@ -174,3 +177,51 @@ def test_unlimited_channels_send_everything(shop: Shop) -> None:
     _emails(shop, 12)
     summary = shop.with_settings(rate_limits={"sms": 1, "push": 1}).deliver(batch_size=5)
     assert (summary.sent, summary.throttled, summary.resume_at) == (12, 0, None)
+
+
+def test_the_deliver_command_says_what_the_limit_left_and_what_went_unconfirmed(
+    shop: Shop, cli: CliRunner, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for name, value in {
+        "REENGAGE_PUBLIC_URL": PUBLIC,
+        "REENGAGE_SHOP_URL": SHOP,
+        "REENGAGE_SHOP_NAME": "Bottega",
+        "REENGAGE_MAIL_FROM": "Bottega <news@shop.example.com>",
+        "REENGAGE_RATE_LIMITS": '{"email": 5}',
+    }.items():
+        monkeypatch.setenv(name, value)
+    _emails(shop, 7)
+    [handed] = _emails(shop, 1)
+    with shop.engine.begin() as conn:  # a dead worker was handing it over 20 minutes ago
+        conn.execute(
+            messages.update()
+            .where(messages.c.id == handed)
+            .values(
+                status="sending",
+                attempts=1,
+                claimed_at=T0 - timedelta(minutes=20),
+                handed_at=T0 - timedelta(minutes=20),
+            )
+        )
+
+    now = ["--now", T0.isoformat()]
+    first = cli.invoke(app, [*now, "messages", "deliver"])
+    assert first.exit_code == 0, first.output
+    assert "Delivered 5 of 5 due" in first.stdout
+    assert "2 throttled" in first.stdout
+    assert "the window frees at 2026-11-02 10:01:00 UTC" in first.stdout
+    assert "1 unconfirmed" in first.stdout
+    assert shop.row(handed).status == "sent"
+
+    later = ["--now", (T0 + timedelta(seconds=30)).isoformat()]
+    held = cli.invoke(app, [*later, "messages", "deliver", "--json"])
+    assert held.exit_code == 0, held.output
+    summary = json.loads(held.stdout)
+    assert (summary["sent"], summary["throttled"], summary["unconfirmed"]) == (0, 2, 0)
+    assert summary["resume_at"].startswith("2026-11-02 10:01:00")
+
+    last = ["--now", (T0 + MINUTE + timedelta(seconds=1)).isoformat()]
+    done = cli.invoke(app, [*last, "messages", "deliver"])
+    assert done.exit_code == 0, done.output
+    assert "Delivered 2 of 2 due" in done.stdout
+    assert "throttled" not in done.stdout and "unconfirmed" not in done.stdout

@@ -5,14 +5,21 @@ Sending: `POST {sms_api_url}/2010-04-01/Accounts/{AccountSid}/Messages.json`, HT
 `sms_from` is a Messaging Service SID, `MG…`), `Body` and `StatusCallback`. Twilio answers
 201 with the Message resource as JSON; its `sid` is the receipt.
 
-Idempotency: Twilio's Messages API takes no idempotency key (its `I-Twilio-Idempotency-Token`
-header is one Twilio *sends* on the webhooks it makes, not one it honours on API requests).
-So the outbox id travels in the `StatusCallback` URL (`…/sms/status?message_id=<id>`): every
-status Twilio reports for the message names the outbox row it belongs to, signed with the
-account's token, and `sms_replies.parse_status_callback` reads it. A crash between "Twilio
-accepted" and "marked sent" leaves one message whose callback still arrives and can mark it
-sent; a retry made before that callback arrives can send it twice, and this window is not
-closed.
+Idempotency: Twilio's Messages API takes no idempotency key, so none is sent (its
+`I-Twilio-Idempotency-Token` header is one Twilio *sends* on the webhooks it makes, not one it
+honours on API requests). The outbox id travels in the `StatusCallback` URL
+(`…/sms/status?message_id=<id>`) instead: every status Twilio reports for the message names
+the outbox row it belongs to, signed with the account's token, and
+`sms_replies.parse_status_callback` reads it.
+
+Crashes: `send` calls `hand_over` right before the request, and the dispatcher commits the
+row's `handed_at` there. A worker that dies after that mark (Twilio accepted the message, the
+row is not yet marked sent) does not lead to a second message: after the lease the row is
+marked `sent`, unconfirmed, without Twilio's sid, and a `failed` or `undelivered` report for
+it still marks it `failed`. A crash after the mark and before the request reached Twilio
+loses that message. What can still send twice is an answer lost on the way back (a timeout,
+a dropped connection after the request went out): a temporary failure, so the row goes back
+to the queue and the retry may send a second copy, which Twilio cannot recognise.
 
 What comes back — replies and status reports — is `reengage.channels.sms_replies`.
 """

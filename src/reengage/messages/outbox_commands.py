@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import secrets
+from datetime import UTC
 from enum import StrEnum
 from typing import Annotated
 
@@ -105,6 +106,25 @@ def deliver(
         + (f", {summary.released:,} put back" if summary.released else "")
         + "."
     )
+    if summary.throttled:
+        frees = (
+            f"; the window frees at {summary.resume_at.astimezone(UTC):%Y-%m-%d %H:%M:%S} UTC"
+            if summary.resume_at is not None
+            else ""
+        )
+        out.print(
+            f"{summary.throttled:,} throttled: left in the queue by the channel's rate limit"
+            f"{frees}.",
+            markup=False,
+            highlight=False,
+        )
+    if summary.unconfirmed:
+        out.print(
+            f"{summary.unconfirmed:,} unconfirmed: a stopped run had handed them to the provider;"
+            " marked sent, not sent again.",
+            markup=False,
+            highlight=False,
+        )
     if summary.reasons:
         table = Table("reason", "messages")
         for reason, n in sorted(summary.reasons.items(), key=lambda kv: (-kv[1], kv[0])):
