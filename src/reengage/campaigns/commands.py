@@ -304,7 +304,8 @@ def campaigns_deliver(
     from reengage.messages.dispatch import deliver_due
 
     clock = state.clock
-    totals = {"sent": 0, "blocked": 0, "deferred": 0, "failed": 0}
+    totals = {"sent": 0, "blocked": 0, "deferred": 0, "failed": 0, "unconfirmed": 0}
+    throttled, resume_at = 0, None
     with opened_state() as (home, engine), counted_progress(quiet=json_) as bar:
         ticked = tick(home, engine, clock, only=name, progress=bar)
         while True:
@@ -331,7 +332,13 @@ def campaigns_deliver(
         final = progress(engine, name)
     if json_:
         emit_json(
-            {"campaign": name, "tick": ticked.as_dict(), "delivered": totals, "messages": final}
+            {
+                "campaign": name,
+                "tick": ticked.as_dict(),
+                "delivered": totals | {"throttled": throttled},
+                "resume_at": _iso(resume_at),
+                "messages": final,
+            }
         )
         return
     err.print(
@@ -339,6 +346,16 @@ def campaigns_deliver(
         f"deferred {totals['deferred']:,}, failed {totals['failed']:,}; "
         f"pending {final['pending']:,}"
     )
+    if totals["unconfirmed"]:
+        err.print(
+            f"{totals['unconfirmed']:,} unconfirmed: a stopped run had handed them to the "
+            "provider; marked sent, not sent again."
+        )
+    if throttled and resume_at is not None:
+        err.print(
+            f"{throttled:,} wait for the channel's rate limit; the window frees at "
+            f"{resume_at:%Y-%m-%d %H:%M:%S} UTC."
+        )
 
 
 @campaigns_app.command("send-test")
