@@ -83,6 +83,12 @@ class Settings(BaseModel):
     policy_max_defer_days: float = 3.0
     # messages per minute a channel may hand its provider (sliding window); absent: no limit
     rate_limits: dict[str, int] = {}
+    # the web collector: which shop origins may post events from the browser, and its limits
+    allowed_origins: list[str] = []
+    collector_max_bytes: int = 1_000_000
+    collector_rate_per_minute: int = 1200
+    shopify_webhook_secret: str | None = None
+    session_hours: float = 12.0
 
     @field_validator("timezone")
     @classmethod
@@ -108,6 +114,41 @@ class Settings(BaseModel):
         if not value.startswith(("http://", "https://")):
             raise ValueError(f"public_url must start with http:// or https://, not {value!r}")
         return value.rstrip("/")
+
+    @field_validator("allowed_origins", mode="before")
+    @classmethod
+    def _origins(cls, value: Any) -> Any:
+        if isinstance(value, str):  # from the environment: JSON or comma-separated
+            text = value.strip()
+            value = json.loads(text) if text.startswith("[") else text.split(",")
+        if not isinstance(value, list):
+            raise ValueError('write it as a list, e.g. ["https://shop.example"]')
+        found = []
+        for item in value:
+            origin = str(item).strip().rstrip("/")
+            if not origin:
+                continue
+            scheme, sep, rest = origin.partition("://")
+            if scheme not in ("http", "https") or not sep or not rest or "/" in rest:
+                raise ValueError(
+                    f"{origin!r} is not an origin (scheme and host only, e.g. https://shop.example)"
+                )
+            found.append(origin)
+        return found
+
+    @field_validator("collector_max_bytes", "session_hours")
+    @classmethod
+    def _positive(cls, value: float) -> float:
+        if value <= 0:
+            raise ValueError("must be greater than zero")
+        return value
+
+    @field_validator("collector_rate_per_minute")
+    @classmethod
+    def _rate(cls, value: int) -> int:
+        if value < 0:
+            raise ValueError("must be zero (no limit) or more")
+        return value
 
     @field_validator("shop_url", "help_url")
     @classmethod
@@ -248,6 +289,11 @@ class Settings(BaseModel):
     @property
     def rejects_path(self) -> Path:
         return (self.home / "rejects").resolve()
+
+    @property
+    def journal_path(self) -> Path:
+        """Where the collector writes accepted events before it answers (then flushes them)."""
+        return (self.home / "journal").resolve()
 
     @property
     def mail_path(self) -> Path:

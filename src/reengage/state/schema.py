@@ -443,3 +443,43 @@ campaign_recipients = Table(
     Column("entered_at", DateTime(timezone=True)),
     Index("ix_campaign_recipients_contact_id", "contact_id"),
 )
+
+# --- web: API keys, dashboard users, the erasure log ------------------------------------------
+
+API_SCOPES = ("read", "write", "admin")
+
+# Only a hash of each key is kept: the key itself is printed once, when it is created.
+api_keys = Table(
+    "api_keys",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("prefix", String(16), nullable=False, unique=True),  # shown in listings
+    Column("key_hash", String(64), nullable=False),
+    Column("scope", String(8), nullable=False),
+    Column("note", String(200)),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("last_used_at", DateTime(timezone=True)),
+    Column("revoked_at", DateTime(timezone=True)),
+)
+
+users = Table(
+    "users",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("email", String(320), nullable=False, unique=True),
+    Column("password_hash", String(200), nullable=False),  # argon2id
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("last_login_at", DateTime(timezone=True)),
+    Column("disabled_at", DateTime(timezone=True)),
+)
+
+# What an erasure removed, by count, and who asked; never the person's data itself.
+erasures = Table(
+    "erasures",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("contact_id", Id, nullable=False),  # the id the person had; it points at nothing now
+    Column("requested_by", String(64), nullable=False),  # "api:<key prefix>", "cli"
+    Column("erased_at", DateTime(timezone=True), nullable=False),
+    Column("removed", JSON, nullable=False),  # {"contacts": 1, "events": 12, ...}
+)

@@ -1,13 +1,17 @@
 """The ASGI app behind `reengage serve`: it only assembles the sections.
 
-Each section is a module with a `routes() -> list[BaseRoute]` function (links now; the
-collector, the API and the dashboard later). A handler finds the settings, the state engine
-and the clock with `web_context(request)`; the app never opens or closes the engine, its
-owner (the `serve` command, a test) does.
+Each section is a module with a `routes() -> list[BaseRoute]` function: the links in messages,
+the provider callbacks, the shop's order webhooks, the event collector (with its tracking
+snippet), the REST API and the dashboard. A handler finds the settings, the state engine and
+the clock with `web_context(request)`; the app never opens or closes the engine, its owner
+(the `serve` command, a test) does. The collector's journal flusher runs for the app's
+lifetime (`collector.running`).
 """
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
 from sqlalchemy import Engine, text
@@ -58,14 +62,24 @@ def create_app(settings: Settings, engine: Engine, clock: Clock) -> Starlette:
     """The web app over this home's state: /healthz and every section's routes."""
     settings.secret()  # links cannot be checked without the key: say so now, not per request
     # imported here: the sections import `web_context` from this module
-    from reengage.web.hooks import routes as hook_routes
-    from reengage.web.links import routes as link_routes
+    from reengage.web import api, collector, dashboard, hooks, links, shop_hooks
 
+    context = WebContext(settings, engine, clock)
     routes: list[BaseRoute] = [
         Route("/healthz", healthz, methods=["GET"]),
-        *link_routes(),
-        *hook_routes(),
+        *links.routes(),
+        *hooks.routes(),
+        *shop_hooks.routes(),
+        *collector.routes(),
+        *api.routes(),
+        *dashboard.routes(),
     ]
-    app = Starlette(routes=routes)
-    app.state.web = WebContext(settings, engine, clock)
+
+    @asynccontextmanager
+    async def lifespan(_: Starlette) -> AsyncIterator[None]:
+        async with collector.running(context):
+            yield
+
+    app = Starlette(routes=routes, lifespan=lifespan)
+    app.state.web = context
     return app
