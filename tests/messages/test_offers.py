@@ -18,7 +18,6 @@ from hypothesis import strategies as st
 from sqlalchemy import Connection, Engine, select
 from typer.testing import CliRunner
 
-import reengage.messages.offer_commands  # noqa: F401  (registers `reengage offers`)
 from reengage.cli import app
 from reengage.clock import FixedClock, as_utc
 from reengage.config import Home

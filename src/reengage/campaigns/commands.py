@@ -27,7 +27,7 @@ from reengage.cli import (
 )
 from reengage.clock import SystemClock
 from reengage.errors import InputError
-from reengage.journeys.commands import _literal_errors
+from reengage.journeys.printing import literal_errors as _literal_errors
 
 campaigns_app = typer.Typer(
     help="Campaigns: one-off and scheduled sends to a segment, with tests and a holdout.",

@@ -42,7 +42,7 @@ from typing import Any
 import yaml  # type: ignore[import-untyped, unused-ignore]
 
 from reengage.config import LANGUAGES
-from reengage.journeys.reading import NAME, Duration, JourneyError, Problem, Reader
+from reengage.journeys.reading import Duration, JourneyError, Problem, Reader, open_document
 from reengage.messages.intents import FIELDS, INTENTS
 from reengage.messages.outbox import DELIVERABLE
 
@@ -134,28 +134,10 @@ def folder(home_path: Path) -> Path:
 def parse_campaign(source: str, *, name: str, shown: str, segments: Path | None = None) -> Campaign:
     """Check the YAML text of campaign `name` and build it; every problem at once as a
     CampaignError. With `segments` (the home's folder) the named segments must exist."""
-    reader = Reader(shown, source)
-    try:
-        root = yaml.compose(source, Loader=yaml.SafeLoader)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        line = mark.line + 1 if mark is not None else None
-        problem = getattr(exc, "problem", None) or str(exc)
-        raise CampaignError([Problem(shown, line, "", f"not valid YAML: {problem}")]) from None
-    if root is None:
-        raise CampaignError([Problem(shown, 1, "", "the file is empty: a campaign is a mapping")])
-    nodes = reader.mapping(root, "", KEYS, "a campaign: a mapping with " + ", ".join(KEYS))
-    if nodes is None:
-        raise CampaignError(reader.problems)
-    if not NAME.fullmatch(name):
-        reader.fail(root, "", f"campaign name {name!r}: use letters, digits, - and _")
-    if "name" in nodes:
-        given = reader.text(nodes["name"], "name")
-        if given is not None and given != name:
-            reader.fail(nodes["name"], "name", f"{given!r} differs from the file name {name!r}")
-    description = ""
-    if "description" in nodes and not reader.is_null(nodes["description"]):
-        description = reader.text(nodes["description"], "description") or ""
+    doc = open_document(
+        source, name=name, shown=shown, what="campaign", keys=KEYS, error=CampaignError
+    )
+    reader, root, nodes, description = doc.reader, doc.root, doc.nodes, doc.description
 
     audience = _audience(reader, reader.required(nodes, "audience", root, ""), segments)
     message = _message(reader, reader.required(nodes, "message", root, ""))

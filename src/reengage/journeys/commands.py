@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import functools
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Annotated, Any, ParamSpec, TypeVar
 
@@ -14,7 +13,7 @@ from rich.table import Table
 
 from reengage.cli import app, emit_json, err, handles_errors, out
 from reengage.config import Home, load_settings
-from reengage.errors import HomeError, ReengageError
+from reengage.errors import HomeError
 from reengage.journeys import (
     Audience,
     Branch,
@@ -38,40 +37,18 @@ from reengage.journeys import (
     find_journey,
     read,
 )
+from reengage.journeys.printing import literal_errors, print_errors, problems
 
 P = ParamSpec("P")
 R = TypeVar("R")
+
+_problems, _print_errors, _literal_errors = problems, print_errors, literal_errors
 
 journeys_app = typer.Typer(
     help="Journeys: what happens to a contact after a trigger; the built-in library.",
     no_args_is_help=True,
 )
 app.add_typer(journeys_app, name="journeys")
-
-
-def _problems(exc: ReengageError) -> list[str]:
-    if isinstance(exc, JourneyError):
-        return [str(p) for p in exc.problems]
-    return [str(exc)]
-
-
-def _print_errors(problems: list[str]) -> None:
-    """Each problem on its own `error:` line, printed as written: a message may hold
-    [brackets] (steps[2]), and a rule's caret must stay under its column."""
-    for problem in problems:
-        err.print(f"[bold red]error:[/] {escape(problem)}", highlight=False, soft_wrap=True)
-
-
-def _literal_errors(fn: Callable[P, R]) -> Callable[P, R]:
-    @functools.wraps(fn)
-    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
-        try:
-            return fn(*args, **kwargs)
-        except ReengageError as exc:
-            _print_errors(_problems(exc))
-            raise typer.Exit(exc.exit_code) from None
-
-    return wrapper
 
 
 def _home() -> Home:

@@ -28,8 +28,6 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-import yaml  # type: ignore[import-untyped, unused-ignore]
-
 from reengage.journeys import steps as steps_module
 from reengage.journeys import triggers as triggers_module
 from reengage.journeys.reading import (
@@ -38,6 +36,7 @@ from reengage.journeys.reading import (
     JourneyError,
     Problem,
     Reader,
+    open_document,
     parse_time_of_day,
     suggest,
 )
@@ -177,28 +176,8 @@ def parse_journey(source: str, *, name: str, shown: str, segments: Path | None =
     With `segments` (the home's segments folder), a trigger naming a segment checks that the
     segment exists.
     """
-    reader = Reader(shown, source)
-    try:
-        root = yaml.compose(source, Loader=yaml.SafeLoader)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        problem = getattr(exc, "problem", None) or str(exc)
-        line = mark.line + 1 if mark is not None else None
-        raise JourneyError([Problem(shown, line, "", f"not valid YAML: {problem}")]) from None
-    if root is None:
-        raise JourneyError([Problem(shown, 1, "", "the file is empty: a journey is a mapping")])
-    nodes = reader.mapping(root, "", KEYS, "a journey: a mapping with " + ", ".join(KEYS))
-    if nodes is None:
-        raise JourneyError(reader.problems)
-    if not NAME.fullmatch(name):
-        reader.fail(root, "", f"journey name {name!r}: use letters, digits, - and _")
-    if "name" in nodes:
-        given = reader.text(nodes["name"], "name")
-        if given is not None and given != name:
-            reader.fail(nodes["name"], "name", f"{given!r} differs from the file name {name!r}")
-    description = ""
-    if "description" in nodes and not reader.is_null(nodes["description"]):
-        description = reader.text(nodes["description"], "description") or ""
+    doc = open_document(source, name=name, shown=shown, what="journey", keys=KEYS)
+    reader, root, nodes, description = doc.reader, doc.root, doc.nodes, doc.description
     priority: int | None = DEFAULT_PRIORITY
     if "priority" in nodes:
         priority = reader.integer(nodes["priority"], "priority", 0, 100)

@@ -132,6 +132,54 @@ def suggest(word: str, options: Sequence[str]) -> str:
 # --- reading YAML nodes, collecting problems ----------------------------------------------
 
 
+@dataclass
+class Document:
+    """A file's root mapping, read far enough to know its name and description."""
+
+    reader: Reader
+    root: Any
+    nodes: dict[str, Any]
+    description: str
+
+
+def open_document(
+    source: str,
+    *,
+    name: str,
+    shown: str,
+    what: str,
+    keys: Sequence[str],
+    error: type[JourneyError] = JourneyError,
+) -> Document:
+    """The opening every definition file shares (a journey, a campaign): valid YAML, not
+    empty, a mapping of known keys, a usable name that matches the file's, an optional
+    description. A file that cannot be read further raises `error` at once; a bad name or
+    description is recorded in the reader, so the rest of the file is still checked."""
+    reader = Reader(shown, source)
+    try:
+        root = yaml.compose(source, Loader=yaml.SafeLoader)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        problem = getattr(exc, "problem", None) or str(exc)
+        line = mark.line + 1 if mark is not None else None
+        raise error([Problem(shown, line, "", f"not valid YAML: {problem}")]) from None
+    if root is None:
+        raise error([Problem(shown, 1, "", f"the file is empty: a {what} is a mapping")])
+    nodes = reader.mapping(root, "", keys, f"a {what}: a mapping with " + ", ".join(keys))
+    if nodes is None:
+        raise error(reader.problems)
+    if not NAME.fullmatch(name):
+        reader.fail(root, "", f"{what} name {name!r}: use letters, digits, - and _")
+    if "name" in nodes:
+        given = reader.text(nodes["name"], "name")
+        if given is not None and given != name:
+            reader.fail(nodes["name"], "name", f"{given!r} differs from the file name {name!r}")
+    description = ""
+    if "description" in nodes and not reader.is_null(nodes["description"]):
+        description = reader.text(nodes["description"], "description") or ""
+    return Document(reader, root, nodes, description)
+
+
 class Reader:
     """Reads a composed YAML document value by value: each method checks one value and
     returns it, or records a problem (file, line, field) and returns None, so that every
