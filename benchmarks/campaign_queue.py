@@ -32,7 +32,7 @@ import numpy as np
 import pyarrow as pa
 from sqlalchemy import Engine, delete, func, select
 
-from benchmarks.common import peak_rss_mib, report, scratch
+from benchmarks.common import insert_contacts, peak_rss_mib, report, scratch
 from reengage.campaigns import lifecycle
 from reengage.campaigns.runner import tick
 from reengage.clock import FixedClock
@@ -41,7 +41,7 @@ from reengage.facts.kinds import MESSAGE_EVENTS, ORDERS
 from reengage.facts.writer import append
 from reengage.home import init_home
 from reengage.state.db import bulk_insert_columns, engine_for
-from reengage.state.schema import campaign_recipients, contacts, messages, scores, segment_members
+from reengage.state.schema import campaign_recipients, messages, scores, segment_members
 
 NOW = datetime(2026, 11, 2, 8, 0, tzinfo=UTC)
 ZONES = ("Europe/Rome", "Europe/London", "America/New_York", None)
@@ -63,29 +63,8 @@ test:
 
 def build(engine: Engine, settings: Settings, n: int, seed: int) -> None:
     rng = np.random.default_rng(seed)
-    ids = np.arange(1, n + 1)
-    stamp = [NOW - timedelta(days=400)] * n
     with engine.begin() as conn:
-        bulk_insert_columns(
-            conn,
-            contacts,
-            {
-                "id": ids.tolist(),
-                "customer_id": [f"C{i:07d}" for i in ids],
-                "email": [f"c{i}@example.com" for i in ids],
-                "language": [("en", "it", "fr")[i % 3] for i in ids],
-                "timezone": [ZONES[i % len(ZONES)] for i in ids],
-                "created_at": stamp,
-                "updated_at": stamp,
-                "origin": ["benchmark"] * n,
-                "attributes": ["{}"] * n,
-            },
-        )
-        if engine.dialect.name == "postgresql":
-            conn.exec_driver_sql(
-                "SELECT setval(pg_get_serial_sequence('contacts', 'id'), "
-                "(SELECT max(id) FROM contacts))"
-            )
+        ids = insert_contacts(conn, n, ZONES, NOW)
         bulk_insert_columns(
             conn,
             scores,

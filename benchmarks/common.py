@@ -7,8 +7,15 @@ import resource
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
+
+import numpy as np
+from sqlalchemy import Connection
+
+from reengage.state.db import bulk_insert_columns
+from reengage.state.schema import contacts
 
 DATA = Path(__file__).parent / ".data"
 
@@ -44,3 +51,33 @@ def peak_rss_mib() -> float:
 
 def report(name: str, figures: dict[str, Any]) -> None:
     print(json.dumps({"benchmark": name, **figures}))
+
+
+def insert_contacts(
+    conn: Connection, n: int, zones: tuple[str | None, ...], now: datetime
+) -> np.ndarray:
+    """Contacts 1..n with an email, a language and a time zone each, made 400 days before
+    `now` (the outbox benchmarks' people); their ids."""
+    ids = np.arange(1, n + 1)
+    stamp = [now - timedelta(days=400)] * n
+    bulk_insert_columns(
+        conn,
+        contacts,
+        {
+            "id": ids.tolist(),
+            "customer_id": [f"C{i:07d}" for i in ids],
+            "email": [f"c{i}@example.com" for i in ids],
+            "language": [("en", "it", "fr")[i % 3] for i in ids],
+            "timezone": [zones[i % len(zones)] for i in ids],
+            "created_at": stamp,
+            "updated_at": stamp,
+            "origin": ["benchmark"] * n,
+            "attributes": ["{}"] * n,
+        },
+    )
+    if conn.dialect.name == "postgresql":  # the ids were given: move the sequence past them
+        conn.exec_driver_sql(
+            "SELECT setval(pg_get_serial_sequence('contacts', 'id'), "
+            "(SELECT max(id) FROM contacts))"
+        )
+    return ids

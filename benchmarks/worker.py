@@ -33,7 +33,7 @@ import numpy as np
 import pyarrow as pa
 from sqlalchemy import Engine, bindparam, delete, select, update
 
-from benchmarks.common import peak_rss_mib, report, scratch
+from benchmarks.common import insert_contacts, peak_rss_mib, report, scratch
 from reengage.config import Settings
 from reengage.facts import reader
 from reengage.facts.kinds import ORDERS
@@ -44,7 +44,6 @@ from reengage.journeys.advancing import Services, advance
 from reengage.state.db import bulk_insert_columns, engine_for
 from reengage.state.schema import (
     consents,
-    contacts,
     enrollment_steps,
     enrollments,
     messages,
@@ -56,29 +55,8 @@ ZONES = ("Europe/Rome", "Europe/London", "America/New_York", None)
 
 def build(engine: Engine, settings: Settings, n: int, due: int, seed: int) -> None:
     rng = np.random.default_rng(seed)
-    ids = np.arange(1, n + 1)
-    stamp = [NOW - timedelta(days=400)] * n
     with engine.begin() as conn:
-        bulk_insert_columns(
-            conn,
-            contacts,
-            {
-                "id": ids.tolist(),
-                "customer_id": [f"C{i:07d}" for i in ids],
-                "email": [f"c{i}@example.com" for i in ids],
-                "language": [("en", "it", "fr")[i % 3] for i in ids],
-                "timezone": [ZONES[i % len(ZONES)] for i in ids],
-                "created_at": stamp,
-                "updated_at": stamp,
-                "origin": ["benchmark"] * n,
-                "attributes": ["{}"] * n,
-            },
-        )
-        if engine.dialect.name == "postgresql":
-            conn.exec_driver_sql(
-                "SELECT setval(pg_get_serial_sequence('contacts', 'id'), "
-                "(SELECT max(id) FROM contacts))"
-            )
+        ids = insert_contacts(conn, n, ZONES, NOW)
         consenting = ids[ids % 10 == 0].tolist()
         bulk_insert_columns(
             conn,
