@@ -164,3 +164,61 @@ def experiments_calibrate(
     table.add_row("alpha", f"{result.alpha:.0%}")
     table.add_row("false positive rate", f"{result.false_positive_rate:.2%}")
     out.print(table)
+
+
+def _rates(text: str) -> dict[str, float]:
+    """`a=0.03,b=0.04` as {arm: true rate}; InputError naming the bad part."""
+    found: dict[str, float] = {}
+    for part in text.split(","):
+        name, sep, value = part.strip().partition("=")
+        try:
+            rate = float(value)
+        except ValueError:
+            rate = -1.0
+        if not sep or not name or not 0 <= rate <= 1 or name in found:
+            raise InputError(
+                f"--rates {part.strip()!r}: write each arm as NAME=RATE with a rate between "
+                "0 and 1, names distinct (e.g. nurturer=0.04,examiner=0.03)"
+            )
+        found[name] = rate
+    return found
+
+
+@experiments_app.command("bandit")
+@handles_errors
+def experiments_bandit(
+    rates: Annotated[
+        str,
+        typer.Option(help="The arms and their true conversion rates: NAME=RATE,NAME=RATE,..."),
+    ] = "go_getter=0.030,promoter=0.034,nurturer=0.040,examiner=0.036",
+    rounds: Annotated[int, typer.Option(min=1, help="How many batches are sent.")] = 60,
+    batch: Annotated[int, typer.Option(min=1, help="Recipients per batch.")] = 500,
+    seed: Annotated[int | None, typer.Option(help="Seed, to repeat a run exactly.")] = None,
+    json_: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Simulate Thompson sampling among variants with known rates: how fast it sends most
+    recipients to the best one, and the conversions gained over an even split."""
+    from reengage.experiments.bandit import simulate
+
+    arms = _rates(rates)
+    with counted_progress(quiet=json_) as progress:
+        result = simulate(arms, rounds=rounds, batch=batch, seed=seed, progress=progress)
+    data = result.as_dict()
+    if json_:
+        emit_json(data)
+        return
+    table = Table("arm", "true rate", "sent", "P(best)", title="Thompson sampling (simulated)")
+    for name, rate in arms.items():
+        mark = " (best)" if name == result.best else ""
+        table.add_row(
+            escape(name) + mark,
+            f"{rate:.2%}",
+            f"{result.sent[name]:,}",
+            f"{result.probability_best[name]:.1%}",
+        )
+    out.print(table)
+    out.print(
+        f"best arm's share: {data['share_best_first_round']:.0%} of the first batch, "
+        f"{data['share_best_last_round']:.0%} of the last; conversions {result.conversions:,} "
+        f"against {data['conversions_even_split_expected']:,.0f} expected from an even split"
+    )
