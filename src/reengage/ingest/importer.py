@@ -3,13 +3,18 @@
 read = imported + duplicates + rejected, always. Exit code 0 when nothing was rejected, 3 when
 some rows were (the good ones are kept), 2 when the file cannot be used at all (nothing is
 written then).
+
+The same path imports a table already in memory (`import_table`): the order webhooks build one
+from a request's JSON and hand it over, so a webhook's rows are validated, deduplicated,
+stored, counted in the `imports` history and their rejects written exactly as a file's.
 """
 
 from __future__ import annotations
 
 import csv
-from collections.abc import Callable
-from dataclasses import asdict, dataclass
+import re
+from collections.abc import Callable, Iterable
+from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from pathlib import Path
 
@@ -34,6 +39,7 @@ from reengage.ingest.stores import (
 from reengage.state.schema import imports
 
 Progress = Callable[[str, int, int], None]  # (what, bytes done, bytes in all)
+Pieces = Iterable[tuple[RawTable, int, int]]  # (records, bytes done, bytes in all)
 
 
 @dataclass
@@ -48,9 +54,14 @@ class ImportSummary:
     created_contacts: int = 0
     created_products: int = 0
     consents_recorded: int = 0
+    # (line, reason) of each rejected row, by line: for answers that list them (the webhooks);
+    # not part of as_dict, which is what `reengage import --json` prints
+    reasons: list[tuple[int, str]] = field(default_factory=list, repr=False)
 
     def as_dict(self) -> dict[str, object]:
-        return asdict(self)
+        found = asdict(self)
+        del found["reasons"]
+        return found
 
     @property
     def exit_code(self) -> int:
@@ -75,7 +86,69 @@ def import_file(
     memory stays bounded whatever the file's size; a crash midway leaves whole pieces, and
     importing the file again completes it without storing anything twice."""
     fmt = format_for(format, kind)
-    settings = home.settings
+    return _import(
+        home.settings,
+        engine,
+        fmt,
+        kind,
+        fmt.pieces(kind, path, delimiter, chunk_bytes),
+        clock=clock,
+        source=path,
+        decimal_comma=decimal_comma,
+        date_format=date_format,
+        progress=progress,
+    )
+
+
+def import_table(
+    home_or_settings: Home | Settings,
+    engine: Engine,
+    kind: str,
+    raw: RawTable,
+    *,
+    clock: Clock,
+    format: str = "generic",
+    source_name: str = "table",
+    decimal_comma: bool = False,
+    date_format: str | None = None,
+) -> ImportSummary:
+    """Import records already in memory (string columns named as the format's file header,
+    plus `__line`) as one piece: one state transaction with its facts.
+
+    `source_name` stands for the file's name: in the `imports` history (`webhook:shopify`)
+    and, made safe for a file name, in the rejects file's name. A required column absent from
+    `raw.header` is an InputError and nothing is written, as for a file.
+    """
+    fmt = format_for(format, kind)
+    settings = home_or_settings.settings if isinstance(home_or_settings, Home) else home_or_settings
+    return _import(
+        settings,
+        engine,
+        fmt,
+        kind,
+        [(raw, 0, 0)],
+        clock=clock,
+        source=Path(source_name),
+        decimal_comma=decimal_comma,
+        date_format=date_format,
+        progress=None,
+    )
+
+
+def _import(
+    settings: Settings,
+    engine: Engine,
+    fmt: Format,
+    kind: str,
+    pieces: Pieces,
+    *,
+    clock: Clock,
+    source: Path,
+    decimal_comma: bool,
+    date_format: str | None,
+    progress: Progress | None,
+) -> ImportSummary:
+    """Validate and store each piece, then write the rejects file and the history row."""
     con = duckdb.connect()
     con.execute("SET TimeZone = 'UTC'")
     if date_format:
@@ -89,9 +162,9 @@ def import_file(
     header: list[str] = []
     rejected: list[tuple[int, str, list[str]]] = []
     try:
-        for raw, done, size in fmt.pieces(kind, path, delimiter, chunk_bytes):
+        for raw, done, size in pieces:
             if not header:
-                fmt.check_columns(kind, raw, path)  # before anything is stored
+                fmt.check_columns(kind, raw, source)  # before anything is stored
                 header = raw.header
             stored, bad = _import_piece(con, engine, fmt, kind, raw, opts, settings, now)
             read += raw.read
@@ -106,7 +179,9 @@ def import_file(
     finally:
         con.close()
 
-    rejects_file = _write_rejects(home, kind, path, header, rejected, clock) if rejected else None
+    rejects_file = (
+        _write_rejects(settings, kind, source.name, header, rejected, clock) if rejected else None
+    )
     summary = ImportSummary(
         kind=kind,
         format=fmt.name,
@@ -118,13 +193,14 @@ def import_file(
         created_contacts=total.created_contacts,
         created_products=total.created_products,
         consents_recorded=total.consents,
+        reasons=sorted((line, reason) for line, reason, _ in rejected),
     )
     with engine.begin() as conn:
         conn.execute(
             imports.insert().values(
                 kind=kind,
                 format=fmt.name,
-                file_name=path.name,
+                file_name=source.name,
                 started_at=now,
                 finished_at=clock.now(),
                 read=summary.read,
@@ -199,17 +275,18 @@ def _raw_fields(raw: RawTable, reasons: dict[int, str]) -> list[tuple[int, str, 
 
 
 def _write_rejects(
-    home: Home,
+    settings: Settings,
     kind: str,
-    source: Path,
+    source_name: str,
     header: list[str],
     rejected: list[tuple[int, str, list[str]]],
     clock: Clock,
 ) -> Path:
-    folder = home.settings.rejects_path
+    folder = settings.rejects_path
     folder.mkdir(parents=True, exist_ok=True)
     stamp = clock.now().strftime("%Y%m%dT%H%M%S")
-    target = folder / f"{kind}-{stamp}-{source.stem}.csv"
+    stem = UNSAFE_IN_NAMES.sub("-", Path(source_name).stem)
+    target = _reserve(folder, f"{kind}-{stamp}-{stem}")
     tmp = target.with_suffix(".csv.tmp")
     with open(tmp, "w", newline="", encoding="utf-8") as fh:
         writer = csv.writer(fh)
@@ -218,3 +295,19 @@ def _write_rejects(
             writer.writerow([line, reason, *fields])
     tmp.replace(target)
     return target
+
+
+UNSAFE_IN_NAMES = re.compile(r'[<>:"/\\|?*\x00-\x1f]')
+
+
+def _reserve(folder: Path, name: str) -> Path:
+    """A new file `name.csv` in folder, or `name-2.csv`, `name-3.csv`...: two imports in the
+    same second (webhooks, often) never write over each other's rejects."""
+    number = 1
+    while True:
+        target = folder / (f"{name}.csv" if number == 1 else f"{name}-{number}.csv")
+        try:
+            with open(target, "x", encoding="utf-8"):
+                return target
+        except FileExistsError:
+            number += 1
