@@ -89,6 +89,16 @@ class Settings(BaseModel):
     collector_rate_per_minute: int = 1200
     shopify_webhook_secret: str | None = None
     session_hours: float = 12.0
+    # measurement: the tags on links to the shop, and how long a click or an open may claim
+    # an order
+    utm: dict[str, str] = {
+        "utm_source": "reengage",
+        "utm_medium": "{channel}",
+        "utm_campaign": "{journey}",
+        "utm_content": "{step}-{variant}",
+    }
+    attribution_click_days: float = 5.0
+    attribution_open_days: float | None = None
 
     @field_validator("timezone")
     @classmethod
@@ -135,6 +145,28 @@ class Settings(BaseModel):
                 )
             found.append(origin)
         return found
+
+    @field_validator("utm", mode="before")
+    @classmethod
+    def _utm(cls, value: Any) -> Any:
+        from reengage.measure.utm import check_templates
+
+        if isinstance(value, str):
+            try:
+                value = json.loads(value)
+            except json.JSONDecodeError:
+                raise ValueError('write it as JSON, e.g. {"utm_source": "reengage"}') from None
+        if not isinstance(value, dict) or not all(isinstance(v, str) for v in value.values()):
+            raise ValueError('write it as a table of texts, e.g. {"utm_source": "reengage"}')
+        check_templates(value)
+        return value
+
+    @field_validator("attribution_click_days", "attribution_open_days")
+    @classmethod
+    def _window(cls, value: float | None) -> float | None:
+        if value is not None and value <= 0:
+            raise ValueError("must be a positive number of days")
+        return value
 
     @field_validator("collector_max_bytes", "session_hours")
     @classmethod

@@ -32,6 +32,7 @@ from reengage.channels.smtp import SmtpChannel, parse_smtp_url
 from reengage.clock import FixedClock
 from reengage.config import Home, load_settings
 from reengage.facts import reader
+from reengage.measure.utm import Origin, tag, tags
 from reengage.messages.copy import Catalogue
 from reengage.messages.dispatch import LEASE, UNCONFIRMED, claim, deliver_due, retry_delay
 from reengage.messages.outbox import enqueue
@@ -48,6 +49,17 @@ with warnings.catch_warnings():  # Starlette 1.x prefers httpx2; httpx is what i
 
 PUBLIC = "https://links.shop.example"
 SHOP = "https://shop.example.com"
+
+
+def tagged(shop: Any, message_id: int, url: str) -> str:
+    """A link to the shop as a message carries it: with the message's utm tags."""
+    row = shop.row(message_id)
+    origin = Origin(
+        row.channel, row.journey or row.campaign, row.step, row.variant, row.intent, row.style
+    )
+    return tag(url, tags(shop.settings.utm, origin))
+
+
 # Monday 2 November 2026, 10:00 UTC: 11:00 in Rome, outside quiet hours
 T0 = datetime(2026, 11, 2, 10, 0, tzinfo=UTC)
 CART = {
@@ -309,7 +321,9 @@ def test_an_email_goes_out_complete_and_its_one_click_unsubscribe_works(shop: Sh
         html = msg.get_body(("html",))
         assert html is not None
         body = html.get_content()
-        cta = click_url(shop.settings, first, anna, CART["cart_url"])
+        target = tagged(shop, first, CART["cart_url"])
+        assert "utm_source=reengage&utm_medium=email" in target  # the shop's analytics agree
+        cta = click_url(shop.settings, first, anna, target)
         assert f'href="{cta}"' in body
         assert f'src="{open_url(shop.settings, first, anna)}"' in body
         text = msg.get_body(("plain",))
@@ -318,7 +332,7 @@ def test_an_email_goes_out_complete_and_its_one_click_unsubscribe_works(shop: Sh
         # the links work through the web app: a click redirects, the one-click POST unsubscribes
         client = TestClient(create_app(shop.settings, shop.engine, shop.clock))
         click = client.get(urlsplit(cta).path, follow_redirects=False)
-        assert click.status_code == 302 and click.headers["location"] == CART["cart_url"]
+        assert click.status_code == 302 and click.headers["location"] == target
         answer = client.post(
             urlsplit(https).path,
             content=b"List-Unsubscribe=One-Click",
@@ -786,7 +800,8 @@ def test_payload_keys_set_the_button_the_deadline_and_the_product(shop: Shop) ->
     assert "Teiera Nera" in str(msg["Subject"]) or "Teiera Nera" in raw.decode("utf-8", "replace")
     html = msg.get_body(("html",))
     assert html is not None
-    assert click_url(shop.settings, queued, anna, f"{SHOP}/special") in html.get_content()
+    target = tagged(shop, queued, f"{SHOP}/special")
+    assert click_url(shop.settings, queued, anna, target) in html.get_content()
 
 
 def test_the_payloads_copy_replaces_fields_of_the_intents_copy(shop: Shop) -> None:
@@ -1074,7 +1089,8 @@ def test_a_push_goes_to_the_newest_subscription_with_a_tracked_link(shop: Shop) 
     [message] = got
     assert message.to == "https://push.example/2"
     assert message.subject and message.text
-    assert message.data["url"] == click_url(shop.settings, queued, chloe, CART["cart_url"])
+    target = tagged(shop, queued, CART["cart_url"])
+    assert message.data["url"] == click_url(shop.settings, queued, chloe, target)
     assert shop.row(queued).subject == message.subject
 
 

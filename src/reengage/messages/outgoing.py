@@ -16,6 +16,7 @@ from reengage.channels.delivery import Channel, Outgoing
 from reengage.clock import Clock
 from reengage.config import Settings
 from reengage.errors import ReengageError
+from reengage.measure.utm import Origin, shop_link, tag, tags
 from reengage.messages.batch_contexts import Person
 from reengage.messages.claims import Claimed
 from reengage.messages.context import Context
@@ -61,11 +62,24 @@ class Composer:
         settings = self.settings
         mid, cid = row.id, person.id
         track: Callable[[str], str] | None = None
-        if row.channel != "sms":
+        if row.channel != "sms":  # an SMS keeps its one link short: neither tags nor tracking
+            utm = tags(
+                settings.utm,
+                Origin(
+                    row.channel,
+                    row.journey or row.campaign,
+                    row.step,
+                    row.variant,
+                    row.intent,
+                    row.style,
+                ),
+            )
 
             def track(url: str) -> str:
                 if not self._trackable(url):
                     return url
+                if shop_link(url, settings.shop_url, settings.public_url):
+                    url = tag(url, utm)
                 # what `web.links.click_url` makes, without checking the URL again
                 token = sign(self.secret, "click", {"c": cid, "m": mid, "u": url})
                 return f"{self._clicks}{token}"
