@@ -99,6 +99,8 @@ class Settings(BaseModel):
     }
     attribution_click_days: float = 5.0
     attribution_open_days: float | None = None
+    # what one message costs on each channel, in the shop's currency (ROI in reports)
+    message_costs: dict[str, float] = {"email": 0.001, "sms": 0.07, "push": 0.0001}
 
     @field_validator("timezone")
     @classmethod
@@ -159,6 +161,20 @@ class Settings(BaseModel):
         if not isinstance(value, dict) or not all(isinstance(v, str) for v in value.values()):
             raise ValueError('write it as a table of texts, e.g. {"utm_source": "reengage"}')
         check_templates(value)
+        return value
+
+    @field_validator("message_costs", mode="before")
+    @classmethod
+    def _costs(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            try:
+                value = json.loads(value)
+            except json.JSONDecodeError:
+                raise ValueError('write it as JSON, e.g. {"email": 0.001, "sms": 0.07}') from None
+        if isinstance(value, dict) and any(
+            not isinstance(v, int | float) or v < 0 for v in value.values()
+        ):
+            raise ValueError("every channel needs a cost of zero or more")
         return value
 
     @field_validator("attribution_click_days", "attribution_open_days")

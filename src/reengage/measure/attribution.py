@@ -36,6 +36,7 @@ COLUMNS = (
     "customer_id",
     "ordered_at",
     "value",
+    "discount",
     "message_id",
     "rule",
     "channel",
@@ -141,6 +142,12 @@ def attribute(
               FROM {orders_src} AS lines
               WHERE coupon_code IS NOT NULL AND ordered_at > $low AND ordered_at <= $high
               GROUP BY order_id),
+            discounts AS (  -- per status, as each status's lines are a copy of the order
+              SELECT order_id, max(d) AS discount
+              FROM (SELECT order_id, status, sum(coalesce(discount, 0)) AS d
+                    FROM {orders_src} AS lines
+                    WHERE ordered_at > $low AND ordered_at <= $high GROUP BY ALL) AS x
+              GROUP BY order_id),
             human AS (
               SELECT e.type, e.occurred_at, s.message_id, s.customer_id
               FROM {events_src} AS e JOIN __sent AS s ON s.message_id = e.message_id
@@ -175,9 +182,11 @@ def attribute(
                      LEFT JOIN by_open AS p USING (order_id))
             SELECT chosen.order_id, chosen.customer_id, chosen.ordered_at,
                    round(chosen.value, 2) AS value,
+                   round(coalesce(d.discount, 0), 2) AS discount,
                    CAST(chosen.message_id AS BIGINT) AS message_id, chosen.rule,
                    s.channel, s.journey, s.campaign, s.step, s.variant, s.intent, s.style
             FROM chosen LEFT JOIN __sent AS s ON s.message_id = chosen.message_id
+              LEFT JOIN discounts AS d ON d.order_id = chosen.order_id
             ORDER BY chosen.ordered_at, chosen.order_id
             """,
             params=params,
