@@ -99,6 +99,8 @@ class Settings(BaseModel):
     }
     attribution_click_days: float = 5.0
     attribution_open_days: float | None = None
+    # the share of contacts who get no marketing message at all (measured against everyone)
+    global_holdout: float = 0.0
     # what one message costs on each channel, in the shop's currency (ROI in reports)
     message_costs: dict[str, float] = {"email": 0.001, "sms": 0.07, "push": 0.0001}
 
@@ -175,6 +177,13 @@ class Settings(BaseModel):
             not isinstance(v, int | float) or v < 0 for v in value.values()
         ):
             raise ValueError("every channel needs a cost of zero or more")
+        return value
+
+    @field_validator("global_holdout")
+    @classmethod
+    def _share(cls, value: float) -> float:
+        if not 0 <= value < 1:
+            raise ValueError("must be a share from 0 (none) to below 1, e.g. 0.05")
         return value
 
     @field_validator("attribution_click_days", "attribution_open_days")

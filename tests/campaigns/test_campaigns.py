@@ -232,6 +232,31 @@ def test_the_policy_still_applies_and_the_holdout_gets_nothing(shop: Shop) -> No
     assert len(shop.mailbox()) == 300 - len(held) - len(refused - held)
 
 
+@pytest.fixture
+def global_env(env: dict[str, str]) -> dict[str, str]:
+    env["REENGAGE_GLOBAL_HOLDOUT"] = "0.3"
+    return env
+
+
+def test_the_global_holdout_joins_the_campaigns_holdout(
+    global_env: dict[str, str], shop: Shop
+) -> None:
+    from reengage.measure.holdout import global_holdout
+
+    for i in range(200):
+        shop.contact(f"C{i}")
+    shop.segment("italy", 'country = "IT"')
+    shop.write("g", "audience: {segments: [italy]}\nmessage: {intent: winback_reminder}\n")
+    shop.schedule("g")
+    shop.tick()
+    frozen = shop.recipients("g")
+    ids = [r["contact_id"] for r in frozen]
+    expected = {c for c, held in zip(ids, global_holdout(ids, 0.3), strict=True) if held}
+    assert 30 <= len(expected) <= 90  # 30% of 200, drawn by hash
+    assert {r["contact_id"] for r in frozen if r["grp"] == "holdout"} == expected
+    assert not expected & {m["contact_id"] for m in shop.messages("g")}
+
+
 def test_pause_resume_and_cancel(shop: Shop) -> None:
     for i in range(5):
         shop.contact(f"C{i}")

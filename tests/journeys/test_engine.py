@@ -376,6 +376,60 @@ steps:
 """
 
 
+PROMOTED = """\
+name: promoted
+trigger:
+  event: order_placed
+reentry: always
+steps:
+  - id: browse
+    type: send
+    intent: browse_reminder
+    channel: email
+"""
+SERVICE = MEASURED.replace("holdout: 0.5\n", "").replace("name: measured", "name: service")
+
+
+@pytest.fixture
+def global_env(env: dict[str, str]) -> dict[str, str]:
+    """A home whose global holdout keeps half of all contacts from marketing."""
+    env["REENGAGE_GLOBAL_HOLDOUT"] = "0.5"
+    return env
+
+
+def test_the_global_holdout_keeps_the_same_contacts_from_every_marketing_journey(
+    global_env: dict[str, str], shop: Shop
+) -> None:
+    from reengage.measure.holdout import global_holdout
+
+    assert shop.home.settings.global_holdout == 0.5
+    shop.journey("promoted", PROMOTED)
+    shop.journey("service", SERVICE)
+    people = [f"G{i:02d}" for i in range(40)]
+    for i, customer in enumerate(people):
+        shop.contact(customer)
+        shop.order(customer, T0 + i * MIN)
+    shop.save()
+    shop.run(T0 + D, start=T0 - H)
+    drawn = global_holdout([shop.ids[c] for c in people], 0.5)
+    expected = {c for c, held in zip(people, drawn, strict=True) if held}
+    assert 10 <= len(expected) <= 30  # about half of 40
+    promoted = {
+        shop.customer(e["contact_id"]): e
+        for e in rows(shop.engine, enrollments, enrollments.c.journey == "promoted")
+    }
+    assert {c for c, e in promoted.items() if e["status"] == "held_out"} == expected
+    assert {e["reason"] for c, e in promoted.items() if c in expected} == {"global holdout"}
+    # a service journey (an order's thanks) still reaches everyone
+    service = rows(shop.engine, enrollments, enrollments.c.journey == "service")
+    assert len(service) == 40 and not [e for e in service if e["status"] == "held_out"]
+    receivers = {
+        shop.customer(m["contact_id"])
+        for m in rows(shop.engine, messages, messages.c.intent == "browse_reminder")
+    }
+    assert receivers == set(people) - expected
+
+
 def test_the_journey_holdout_keeps_half_out_the_same_way_every_time(shop: Shop) -> None:
     shop.journey("measured", MEASURED)
     people = [f"C{i:02d}" for i in range(40)]

@@ -152,3 +152,28 @@ def test_report_command_prints_json_and_writes_csv(
     assert shown.exit_code == 0 and "incremental revenue 60.00" in shown.output
     bad = runner.invoke(app, [*args, "--by", "campaign"])
     assert bad.exit_code == 2 and "--by 'campaign'" in bad.output
+
+
+def test_the_global_holdout_lift_compares_everyone_with_those_held_out(
+    env: dict[str, str], home: Home, engine: Engine, tmp_path: Path
+) -> None:
+    from reengage.config import load_settings
+    from reengage.measure.holdout import global_holdout
+    from reengage.measure.kpis import global_lift
+
+    shop, _ = build(home, engine, tmp_path)
+    assert global_lift(home.settings, engine, PERIOD) is None  # none without a holdout
+    settings = load_settings({**env, "REENGAGE_GLOBAL_HOLDOUT": "0.5"})
+    spent = {"C1": 40.0, "C2": 45.0, "C3": 20.0, "C4": 20.0, "C5": 20.0, "C6": 50.0}
+    ids = [shop.contact(c) for c in spent]
+    held = dict(zip(spent, global_holdout(ids, 0.5), strict=True))
+    found = global_lift(settings, engine, PERIOD)
+    if all(held.values()) or not any(held.values()):
+        assert found is None
+        return
+    inside = [v for c, v in spent.items() if held[c]]
+    outside = [v for c, v in spent.items() if not held[c]]
+    assert found is not None
+    assert found["holdout"]["n"] == len(inside) and found["treated"]["n"] == len(outside)
+    diff = sum(outside) / len(outside) - sum(inside) / len(inside)
+    assert found["incremental_revenue"] == pytest.approx(diff * len(outside), abs=0.01)

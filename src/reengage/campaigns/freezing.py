@@ -28,6 +28,8 @@ from reengage.campaigns.groups import GROUPS, draw
 from reengage.campaigns.lifecycle import Row
 from reengage.clock import Clock, FixedClock
 from reengage.config import Home
+from reengage.measure.holdout import global_holdout
+from reengage.messages.intents import INTENTS
 from reengage.state.db import bulk_insert_columns
 from reengage.state.schema import campaign_recipients, campaigns, contacts, segment_members
 
@@ -60,6 +62,12 @@ def freeze(
         test_share=test.share if test else 0.0,
         arms=len(test.arms) if test else 0,
     )
+    if INTENTS[campaign.intent].purpose == "marketing":
+        # the global holdout gets no marketing: it joins the campaign's own holdout, which
+        # stays a random draw, so the campaign's lift is still measured without bias
+        held = global_holdout(ids, home.settings.global_holdout)
+        group[held] = 2
+        arm[held] = -1
     decide_at = now + test.window.timedelta if test else None
     send_at = _send_times(home, facts, members, group, now, decide_at or now, campaign)
     arms = [a.name for a in test.arms] if test else []

@@ -31,7 +31,10 @@ from reengage.journeys import goals
 from reengage.journeys.advancing import Services, Summary
 from reengage.journeys.definition import Journey
 from reengage.journeys.entries import Firing, firings
+from reengage.journeys.steps import Send
 from reengage.journeys.triggers import EventTrigger
+from reengage.measure.holdout import REASON as GLOBAL_REASON
+from reengage.measure.holdout import global_holdout
 from reengage.state.contacts import chunks
 from reengage.state.db import insert_missing
 from reengage.state.schema import enrollments, journey_cursors
@@ -141,6 +144,15 @@ def admit(
                     r.id, r.contact_id, at, journey.goals, dict(r.payload or {})
                 )
     reached: dict[int, tuple[str, datetime]] = {}
+    share = services.settings.global_holdout
+    marketing = any(
+        isinstance(step, Send) and step.purpose == "marketing" for step in journey.walk()
+    )
+    globally = (
+        {c for c, held in zip(ids, global_holdout(ids, share), strict=True) if held}
+        if marketing
+        else set()
+    )
     root = services.settings.facts_path
     if active and journey.goals:
         reached = goals.reached(conn, services.facts, root, list(active.values()), services.now)
@@ -172,7 +184,8 @@ def admit(
             current = None
         if not journey.reentry.allows(latest.get(contact), firing.at, active=current is not None):
             continue
-        held = journey.held_out(contact)
+        held_globally = contact in globally
+        held = held_globally or journey.held_out(contact)
         first = journey.first
         rows.append(
             {
@@ -186,7 +199,9 @@ def admit(
                 "variants": "",
                 "digest": journey.digest,
                 "ended_at": firing.at if held or not first else None,
-                "reason": "journey holdout" if held else (None if first else "no steps"),
+                "reason": (GLOBAL_REASON if held_globally else "journey holdout")
+                if held
+                else (None if first else "no steps"),
                 "steps_run": 0,
                 "payload": firing.payload,
             }

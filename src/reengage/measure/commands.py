@@ -77,7 +77,7 @@ def report(
     """What the messages sent in a period did: sends, opens (machine opens apart), clicks,
     conversions, unsubscribes and complaints, revenue attributed, cost and ROI; and for each
     journey with a holdout, the incremental revenue against it with its 95% interval."""
-    from reengage.measure.kpis import GROUPS, Period, holdouts, kpis
+    from reengage.measure.kpis import GROUPS, Period, global_lift, holdouts, kpis
 
     if by not in GROUPS:
         raise InputError(f"--by {by!r}: use one of {', '.join(GROUPS)}")
@@ -89,6 +89,7 @@ def report(
     with opened_state() as (home, engine):
         rows = kpis(home.settings, engine, period, by=by, journey=journey)
         lifts = holdouts(home.settings, engine, period, journey=journey)
+        overall = global_lift(home.settings, engine, period) if journey is None else None
         currency = home.settings.currency
     if csv_file is not None:
         _write_csv(csv_file, rows)
@@ -101,6 +102,7 @@ def report(
                 "currency": currency,
                 "rows": rows,
                 "holdouts": lifts,
+                "global_holdout": overall,
             }
         )
         return
@@ -122,6 +124,13 @@ def report(
             "—" if r["roi"] is None else f"{r['roi']:,.1f}×",
         )  # fmt: skip
     out.print(table if rows else "No messages were sent in the period.")
+    if overall is not None:
+        ci = overall["incremental_revenue_ci"]
+        span = f" (95% CI {ci[0]:,.2f} to {ci[1]:,.2f})" if ci else ""
+        out.print(
+            f"reengage as a whole: {overall['holdout']['n']:,} customers in the global holdout; "
+            f"incremental revenue {overall['incremental_revenue']:,.2f} {currency}{span}"
+        )
     for lift in lifts:
         ci = lift["incremental_revenue_ci"]
         span = f" (95% CI {ci[0]:,.2f} to {ci[1]:,.2f})" if ci else ""

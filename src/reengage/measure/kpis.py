@@ -24,6 +24,7 @@ from reengage.experiments.stats import ArmCounts, arm_stats, compare
 from reengage.facts import reader
 from reengage.journeys.entries import valid_orders
 from reengage.measure.attribution import attribute
+from reengage.measure.holdout import global_holdout
 from reengage.state.contacts import chunks
 from reengage.state.schema import (
     contacts,
@@ -378,3 +379,66 @@ def holdouts(
             }
         )
     return found
+
+
+def global_lift(settings: Settings, engine: Engine, period: Period) -> dict[str, Any] | None:
+    """Every customer outside the global holdout against every one inside it: their valid
+    orders in the period, conversion and revenue per person with 95% intervals, and the
+    incremental revenue of reengage as a whole. None without a global holdout."""
+    if settings.global_holdout <= 0:
+        return None
+    with engine.connect() as conn:
+        rows = conn.execute(
+            # everyone known now: the draw is random, so people who only arrived later add
+            # the same zeros to both sides
+            select(contacts.c.id, contacts.c.customer_id).where(contacts.c.customer_id.is_not(None))
+        ).all()
+    if not rows:
+        return None
+    held = global_holdout([r.id for r in rows], settings.global_holdout)
+    people = pa.table(
+        {
+            "customer_id": pa.array([r.customer_id for r in rows], pa.string()),
+            "held_out": pa.array(held, pa.bool_()),
+        }
+    )
+    con = reader.connect(settings.facts_path)
+    try:
+        orders = reader.between(settings.facts_path, "orders", period.since, period.until, con)
+        con.register("__people", people)
+        spent = con.sql(
+            f"""SELECT held_out, count(*), count(*) FILTER (v > 0), sum(v), sum(v * v)
+                FROM (SELECT p.customer_id, any_value(p.held_out) AS held_out,
+                             coalesce(sum(o.value), 0) AS v
+                      FROM __people AS p LEFT JOIN
+                        ({valid_orders("ordered_at > $low AND ordered_at <= $high", orders)}) AS o
+                        ON o.customer_id = p.customer_id
+                      GROUP BY p.customer_id) AS x
+                GROUP BY held_out""",
+            params={"low": period.since, "high": period.until},
+        ).fetchall()
+    finally:
+        con.close()
+    arms = {
+        bool(h): ArmCounts(
+            "global holdout" if h else "everyone else", int(n), int(c), float(r), float(sq)
+        )
+        for h, n, c, r, sq in spent
+    }
+    if True not in arms or False not in arms:
+        return None
+    treated, holdout = arms[False], arms[True]
+    comparison = compare(holdout, treated)
+    revenue = comparison.revenue
+    return {
+        "share": settings.global_holdout,
+        "treated": arm_stats(treated).as_dict(),
+        "holdout": arm_stats(holdout).as_dict(),
+        "lift": comparison.as_dict(),
+        "incremental_revenue": round(revenue.diff * treated.n, 2),
+        "incremental_revenue_ci": (
+            [round(revenue.ci.low * treated.n, 2), round(revenue.ci.high * treated.n, 2)]
+            if revenue.ci is not None
+            else None
+        ),
+    }
