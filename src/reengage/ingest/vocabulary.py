@@ -27,6 +27,8 @@ EVENT_TYPES: dict[str, str] = {
     "unsubscribe": "the person opted out of a channel (properties.channel)",
     "survey_answer": "an answer to a survey (properties.survey, properties.answer)",
     "support_contact": "the person contacted customer service",
+    "identify": "a login, sign-up or email capture: the visitor's anonymous_id with their "
+    "customer_id and/or properties.email",
 }
 
 SOURCES = ("direct", "search", "social", "email", "ads", "referral", "sms", "push")
