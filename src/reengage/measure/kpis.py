@@ -25,6 +25,7 @@ from reengage.facts import reader
 from reengage.journeys.entries import valid_orders
 from reengage.measure.attribution import attribute
 from reengage.measure.holdout import global_holdout
+from reengage.measure.outcomes import after_entry
 from reengage.state.contacts import chunks
 from reengage.state.schema import (
     contacts,
@@ -312,48 +313,14 @@ def holdouts(
     with engine.connect() as conn:
         rows = conn.execute(query).all()
     held = {r.journey for r in rows if r.status == "held_out"}
-    rows = [r for r in rows if r.journey in held]
-    if not rows:
-        return []
-    people = pa.table(
-        {
-            "i": pa.array(range(len(rows)), pa.int64()),
-            "journey": pa.array([r.journey for r in rows], pa.string()),
-            "held_out": pa.array([r.status == "held_out" for r in rows], pa.bool_()),
-            "customer_id": pa.array([r.customer_id for r in rows], pa.string()),
-            "entered_at": _ts([r.entered_at for r in rows]),
-        }
-    )
-    con = reader.connect(settings.facts_path)
-    try:
-        orders = reader.between(
-            settings.facts_path, "orders", period.since, period.until + window, con
-        )
-        con.register("__people", people)
-        spent = con.sql(
-            f"""SELECT p.journey, p.held_out, count(*) AS n,
-                       count(*) FILTER (v > 0) AS conversions,
-                       sum(v) AS revenue, sum(v * v) AS revenue_sq
-                FROM (SELECT p.i, any_value(p.journey) AS journey,
-                             any_value(p.held_out) AS held_out, coalesce(sum(o.value), 0) AS v
-                      FROM __people AS p LEFT JOIN ({valid_orders("true", orders)}) AS o
-                        ON o.customer_id = p.customer_id AND o.ordered_at > p.entered_at
-                       AND o.ordered_at <= p.entered_at + $window
-                      GROUP BY p.i) AS p
-                GROUP BY ALL""",
-            params={"window": window},
-        ).fetchall()
-    finally:
-        con.close()
+    entrants = [
+        (r.journey, "holdout" if r.status == "held_out" else "treated", r.customer_id, r.entered_at)
+        for r in rows
+        if r.journey in held
+    ]
     arms: dict[str, dict[bool, ArmCounts]] = {}
-    for name, is_held, n, conv, revenue, revenue_sq in spent:
-        arms.setdefault(name, {})[bool(is_held)] = ArmCounts(
-            "holdout" if is_held else "treated",
-            int(n),
-            int(conv),
-            float(revenue),
-            float(revenue_sq),
-        )
+    for (name, arm), counts in after_entry(settings, entrants, window).items():
+        arms.setdefault(name, {})[arm == "holdout"] = counts
     found = []
     for name in sorted(arms):
         pair = arms[name]
