@@ -78,6 +78,7 @@ def report(
     conversions, unsubscribes and complaints, revenue attributed, cost and ROI; and for each
     journey with a holdout, the incremental revenue against it with its 95% interval."""
     from reengage.measure.kpis import GROUPS, Period, global_lift, holdouts, kpis
+    from reengage.measure.splits import splits
 
     if by not in GROUPS:
         raise InputError(f"--by {by!r}: use one of {', '.join(GROUPS)}")
@@ -90,6 +91,7 @@ def report(
         rows = kpis(home.settings, engine, period, by=by, journey=journey)
         lifts = holdouts(home.settings, engine, period, journey=journey)
         overall = global_lift(home.settings, engine, period) if journey is None else None
+        tests = splits(home.settings, engine, period, journey=journey)
         currency = home.settings.currency
     if csv_file is not None:
         _write_csv(csv_file, rows)
@@ -103,6 +105,7 @@ def report(
                 "rows": rows,
                 "holdouts": lifts,
                 "global_holdout": overall,
+                "experiments": tests,
             }
         )
         return
@@ -139,3 +142,14 @@ def report(
             f"{lift['holdout']['n']:,} held out; incremental revenue "
             f"{lift['incremental_revenue']:,.2f} {currency}{span}"
         )
+    for test in tests:
+        parts = []
+        for v in test["variants"]:
+            text = f"{escape(str(v['variant']))} {v['conversion_rate']:.1%} of {v['n']:,}"
+            if "lift_abs" in v:
+                text += (
+                    f" ({v['lift_abs']:+.1%}, 95% CI {v['lift_abs_ci_low']:+.1%} to "
+                    f"{v['lift_abs_ci_high']:+.1%}, p={v['p_value']:.3f})"
+                )
+            parts.append(text)
+        out.print(f"{escape(test['journey'])} split {escape(test['split'])}: " + "; ".join(parts))
