@@ -22,6 +22,8 @@ BENCHMARKS = {
     "segments": (["--contacts", "1000000"], ["--contacts", "5000"]),
     "campaign_queue": (["--contacts", "1000000"], ["--contacts", "5000"]),
     "aa_calibration": (["--runs", "1000"], ["--runs", "200"]),
+    "bandit": (["--runs", "200"], ["--runs", "20"]),
+    "collector": (["--seconds", "10"], ["--seconds", "2", "--rounds", "1"]),
     "worker": (
         ["--contacts", "1000000", "--due", "100000"],
         ["--contacts", "5000", "--due", "1000"],
