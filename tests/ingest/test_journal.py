@@ -131,6 +131,35 @@ def test_concurrent_appends_share_a_sync(tmp_path: Path) -> None:
     assert journal.read_segment(sealed).num_rows == 100
 
 
+def test_a_pixels_line_is_in_the_file_when_the_call_returns_and_synced_soon(
+    tmp_path: Path,
+) -> None:
+    writer = journal.JournalWriter(tmp_path)
+    syncs: list[int] = []
+    sync = writer.sync
+
+    def counting() -> None:
+        syncs.append(1)
+        sync()
+
+    writer.sync = counting  # type: ignore[method-assign]
+
+    async def run() -> None:
+        group = journal.GroupCommit(writer)
+        for i in range(20):
+            group.append_soon_durable(journal.encode([record(f"p{i}")]))
+        # in the kernel already: what another process (the flush after a kill -9) reads
+        assert journal.read_segment(writer.path).num_rows == 20
+        await asyncio.sleep(journal.SYNC_SOON_S * 3)
+        assert len(syncs) == 1  # twenty writes, one sync
+        await group.append(journal.encode([record("e1")]))  # a synced append in between
+        await group.close()
+
+    asyncio.run(run())
+    [sealed] = journal.sealed_segments(tmp_path)
+    assert journal.read_segment(sealed).num_rows == 21
+
+
 # ---- the property ------------------------------------------------------------------------
 
 Op = tuple[str, int]

@@ -27,6 +27,7 @@ import io
 import json
 import logging
 import os
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterable, Sequence
@@ -46,6 +47,8 @@ SUFFIX = ".jsonl"
 FLUSH_LOCK = "flush.lock"
 # events stored per state transaction and Parquet write when a backlog is flushed
 FLUSH_BATCH = 500_000
+# how soon a pixel's event, written at once, is synced to disk
+SYNC_SOON_S = 0.1
 # a hidden segment older than this was left by a crash between creating and naming it
 HIDDEN_AGE_S = 600
 
@@ -93,14 +96,17 @@ def _try_lock(fd: int) -> bool:
 
 
 class JournalWriter:
-    """One process's open segment: durable appends and sealing. Not thread-safe: one
-    thread at a time (GroupCommit runs it on a single worker thread)."""
+    """One process's open segment: durable appends and sealing. Synced writes, seals and
+    syncs run on one thread (GroupCommit's worker); unsynced writes may come from another,
+    and a lock keeps every line whole."""
 
     def __init__(self, folder: Path) -> None:
         self.folder = folder
         folder.mkdir(parents=True, exist_ok=True)
         self._fd = -1
         self._size = 0
+        self._lock = threading.RLock()  # a failed write seals under it
+        self._dirty = False  # lines written that no sync has covered yet
         self.path = self._start()
 
     def _start(self) -> Path:
@@ -120,24 +126,47 @@ class JournalWriter:
         self._fd, self._size = fd, 0
         return path
 
-    def write(self, data: bytes) -> None:
-        """Append whole lines and make them durable; on failure nothing of them remains."""
+    def write(self, data: bytes, *, sync: bool = True) -> None:
+        """Append whole lines and, with `sync`, make them durable (with every line written
+        before them); on failure nothing of them remains. Without `sync` the lines are in
+        the kernel when this returns: they survive the process, not a power cut, until the
+        next sync."""
         if not data:
             return
-        view = memoryview(data)
-        try:
-            while view:
-                done = os.write(self._fd, view)
-                view = view[done:]
-            os.fdatasync(self._fd)
-        except OSError:
-            try:  # a partial line must not swallow the next append's first line
-                os.ftruncate(self._fd, self._size)
+        with self._lock:
+            view = memoryview(data)
+            try:
+                while view:
+                    done = os.write(self._fd, view)
+                    view = view[done:]
             except OSError:
-                log.exception("the journal segment could not be cut back after a failed write")
-                self._replace()
+                self._cut_back()
+                raise
+            self._size += len(data)
+            self._dirty = True
+            fd = self._fd
+        if sync:
+            self._sync(fd)
+
+    def _cut_back(self) -> None:
+        try:  # a partial line must not swallow the next append's first line
+            os.ftruncate(self._fd, self._size)
+        except OSError:
+            log.exception("the journal segment could not be cut back after a failed write")
+            self._replace()
+
+    def _sync(self, fd: int) -> None:
+        self._dirty = False  # before the sync: a line written during it marks it again
+        try:
+            os.fdatasync(fd)
+        except OSError:
+            self._dirty = True
             raise
-        self._size += len(data)
+
+    def sync(self) -> None:
+        """Make the unsynced lines durable."""
+        if self._dirty:
+            self._sync(self._fd)
 
     def _replace(self) -> None:
         """Seal a segment that may end in a broken line and go on in a fresh one (the
@@ -149,8 +178,10 @@ class JournalWriter:
         nothing changes) when the segment is empty."""
         if self._size == 0 and not force:
             return None
-        old_fd, old_path = self._fd, self.path
-        self.path = self._start()
+        self.sync()
+        with self._lock:
+            old_fd, old_path = self._fd, self.path
+            self.path = self._start()
         sealed = _sealed_name(old_path)
         os.rename(old_path, sealed)
         os.close(old_fd)
@@ -160,6 +191,7 @@ class JournalWriter:
         """Stop writing; an empty segment is removed, a written one is sealed for a flush."""
         if self._fd < 0:
             return
+        self.sync()
         if self._size == 0:
             self.path.unlink(missing_ok=True)
         else:
@@ -184,6 +216,28 @@ class GroupCommit:
         self._pending: list[bytes] = []
         self._waiters: list[asyncio.Future[None]] = []
         self._idle: asyncio.Event | None = None
+        self._sync_due = False
+        self._closed = False
+
+    def append_soon_durable(self, data: bytes) -> None:
+        """Write data now, and sync it within SYNC_SOON_S: for the pixel, whose single
+        events are cheap to lose in a power cut but must survive a crash of the server,
+        and should cost no more than a write. Raises OSError when it could not be written."""
+        self.writer.write(data, sync=False)
+        if not self._sync_due:
+            self._sync_due = True
+            asyncio.get_running_loop().call_later(SYNC_SOON_S, self._sync_soon)
+
+    def _sync_soon(self) -> None:
+        self._sync_due = False
+        if self._closed:
+            return  # closing synced it
+
+        def logged(job: Future[None]) -> None:
+            if job.exception() is not None:
+                log.error("could not sync the journal: %r", job.exception())
+
+        self._thread.submit(self.writer.sync).add_done_callback(logged)
 
     async def append(self, data: bytes) -> None:
         """Return once data is durable; raise OSError when it could not be written."""
@@ -233,6 +287,7 @@ class GroupCommit:
         """Wait for the appends under way, then seal and stop."""
         if self._idle is not None:
             await self._idle.wait()
+        self._closed = True
         await asyncio.wrap_future(self._thread.submit(self.writer.close))
         self._thread.shutdown(wait=True)
 

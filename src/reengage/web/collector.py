@@ -233,7 +233,7 @@ async def pixel(request: Request) -> Response:
         group = _journals.get(id(ctx))
         if isinstance(record, dict) and group is not None:
             try:
-                await group.append(journal.encode([record]))
+                group.append_soon_durable(journal.encode([record]))
             except OSError as exc:
                 log.error("could not journal a pixel event: %r", exc)
     return Response(PIXEL, media_type="image/gif", headers=NO_STORE)
