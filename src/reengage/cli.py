@@ -331,6 +331,21 @@ def demo(
     customers: Annotated[int, typer.Option(min=10, help="Size of the demo shop.")] = 2000,
     seed: Annotated[int, typer.Option(help="Same seed, same shop.")] = 7,
     json_: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
+    relational: Annotated[
+        bool,
+        typer.Option(
+            "--relational",
+            help="Then the relational simulation: style adaptation on vs off, and learning.",
+        ),
+    ] = False,
+    congruence: Annotated[
+        float,
+        typer.Option(
+            min=0.0,
+            help="With --relational: how much more a message in their own style persuades "
+            "the simulated customers (0.4: +40%, after Matz et al. 2017).",
+        ),
+    ] = 0.4,
 ) -> None:
     """Generate a small shop, import it and run every capability; safe to run again."""
     from reengage.demo.tour import run_demo
@@ -341,6 +356,8 @@ def demo(
         seed=seed,
         clock=state.clock,
         console=None if json_ else out,
+        relational=relational,
+        congruence=congruence,
     )
     if json_:
         emit_json(summary)
@@ -365,16 +382,21 @@ if __name__ == "__main__":
 def _register_domain_commands() -> None:
     # the domain modules add their commands to `app`; imported last, as they import this module
     import reengage.analytics.commands
+    import reengage.analytics.learning_commands
     import reengage.audience.commands
     import reengage.campaigns.commands
     import reengage.channels.commands
     import reengage.experiments.commands
     import reengage.journeys.commands
     import reengage.journeys.engine_commands
+    import reengage.keys_commands
+    import reengage.measure.commands
     import reengage.messages.commands
     import reengage.messages.offer_commands
     import reengage.messages.outbox_commands
-    import reengage.web.commands  # noqa: F401
+    import reengage.privacy_commands
+    import reengage.web.commands
+    import reengage.web.users_commands  # noqa: F401
 
 
 _register_domain_commands()

@@ -41,6 +41,7 @@ from reengage.messages.offers import DEFAULT_LADDER
 
 BUILTINS = [
     "abandoned_cart",
+    "advocacy",
     "at_risk",
     "browse_abandonment",
     "post_purchase",
@@ -88,7 +89,7 @@ def sends(path: list[tuple]) -> list[tuple[timedelta, Send]]:
 # --- the library --------------------------------------------------------------------------
 
 
-def test_the_library_has_the_seven_journeys_and_each_is_valid() -> None:
+def test_the_library_has_the_eight_journeys_and_each_is_valid() -> None:
     assert builtin_names() == BUILTINS
     for name in BUILTINS:
         journey = builtin(name)
@@ -352,7 +353,7 @@ def test_cli_list_show_enable_disable(cli: CliRunner, home: Home) -> None:
 def test_cli_validate_prints_every_error_and_exits_2(cli: CliRunner, home: Home) -> None:
     everything = cli.invoke(app, ["journeys", "validate"])
     assert everything.exit_code == 0, everything.output
-    assert "7 journey file(s) checked: all valid" in everything.stdout
+    assert "8 journey file(s) checked: all valid" in everything.stdout
 
     folder = home.path / "journeys"
     folder.mkdir()

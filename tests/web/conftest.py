@@ -9,9 +9,11 @@ import pytest
 from browser import CHROMIUM_ARGS, chromium_path
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def chromium() -> Iterator[Any]:
-    """A headless Debian Chromium under Playwright, shared by the session's tests.
+    """A headless Debian Chromium under Playwright, shared by a module's tests. Not by the
+    whole session: Playwright's sync API keeps an event loop running on the main thread while
+    it is open, and a later test's `asyncio.run` would refuse to start.
 
     CI installs Chromium (.ci/run); without it these tests fail rather than pass unseen."""
     from playwright.sync_api import sync_playwright

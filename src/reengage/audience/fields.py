@@ -41,11 +41,18 @@ class Field:
     about: str
     # the values an enumerated text field can hold (checked in rules)
     values: tuple[str, ...] = ()
+    # an attribute nested in the JSON: the keys leading to it (else the key is the name)
+    path: tuple[str, ...] = ()
 
     @property
     def key(self) -> str:
         """The column or JSON key the field reads."""
         return self.name.split(".", 1)[1] if "." in self.name else self.name
+
+    @property
+    def keys(self) -> tuple[str, ...]:
+        """The JSON keys, outermost first, that lead to the value (one for most fields)."""
+        return self.path or (self.key,)
 
 
 # Copied from the analytics modules (importing them would pull Ibis into every rule check);
@@ -75,8 +82,11 @@ RFM_SEGMENTS = (
 )
 STYLES = ("go_getter", "promoter", "nurturer", "examiner", "unknown")
 STYLE_SOURCES = ("behaviour", "survey", "crm")
+# the answers of reengage's own surveys (reengage.surveys; tests/test_surveys.py keeps them equal)
+CHECKIN_ANSWERS = ("good", "problem")
+LEFT_BECAUSE = ("price", "quality", "delivery", "elsewhere", "not_needed", "other")
 
-_C, _S, _D = Source.CONTACT, Source.SCORE, Source.DETAIL
+_C, _S, _D, _A = Source.CONTACT, Source.SCORE, Source.DETAIL, Source.ATTRIBUTE
 _FIELDS = (
     Field("customer_id", Kind.TEXT, _C, "the shop's customer id"),
     Field("language", Kind.TEXT, _C, "preferred language (ISO 639-1)"),
@@ -134,6 +144,24 @@ _FIELDS = (
     Field("cart_items", Kind.NUMBER, _D, "items in the open cart"),
     Field("cart_value", Kind.NUMBER, _D, "value of the open cart at list price"),
     Field("cart_since", Kind.TIME, _D, "when the first item of the open cart was added"),
+    # the latest answer to each survey (docs/surveys.md), kept in the contact's attributes
+    Field("nps", Kind.NUMBER, _A, "the latest NPS answer, 0-10", path=("surveys", "nps", "answer")),
+    Field(
+        "checkin",
+        Kind.TEXT,
+        _A,
+        "the latest answer to the check-in after delivery",
+        CHECKIN_ANSWERS,
+        ("surveys", "checkin", "answer"),
+    ),
+    Field(
+        "left_because",
+        Kind.TEXT,
+        _A,
+        "the latest answer to the win-back survey",
+        LEFT_BECAUSE,
+        ("surveys", "winback", "answer"),
+    ),
 )
 
 FIELDS: dict[str, Field] = {f.name: f for f in _FIELDS}

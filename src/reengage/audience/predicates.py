@@ -188,23 +188,25 @@ def _value(field: Field, want: str, scope: Scope) -> ColumnElement[Any]:
         document = scope.score.c.details
     else:
         document = scope.contact.c.attributes
-    return _json(document, field.key, want, scope.dialect)
+    return _json(document, field.keys, want, scope.dialect)
 
 
-def _json(document: Any, key: str, want: str, dialect: str) -> ColumnElement[Any]:
-    """A key of a JSON column read as a number, text or boolean, NULL when it holds another
-    JSON type ("raw": its text, NULL when it is missing or null)."""
+def _json(document: Any, keys: tuple[str, ...], want: str, dialect: str) -> ColumnElement[Any]:
+    """A key (or a nested one: keys outermost first) of a JSON column read as a number, text
+    or boolean, NULL when it holds another JSON type ("raw": its text, NULL when it is missing
+    or null)."""
     if dialect == "postgresql":
-        text = document[key].as_string()
+        item = document[keys[0]] if len(keys) == 1 else document[keys]
+        text = item.as_string()
         if want == "raw":
             return text
-        typeof = func.json_typeof(document[key])
+        typeof = func.json_typeof(item)
         if want == "number":
             return case((typeof == "number", cast(text, Float)))
         if want == "bool":
             return case((typeof == "boolean", text == "true"))
         return case((typeof == "string", text))
-    path = '$."' + key + '"'  # a key is an identifier: nothing to escape
+    path = "$" + "".join('."' + key + '"' for key in keys)  # identifiers: nothing to escape
     value = func.json_extract(document, path)
     if want == "raw":
         return value

@@ -24,6 +24,7 @@ from reengage.channels.rules import (
     LOWER_PRIORITY,
     NO_ADDRESS,
     NO_CONSENT,
+    PAUSED_AFTER_FEEDBACK,
     PURCHASE_COOLDOWN,
     QUIET_HOURS,
     Decision,
@@ -43,12 +44,14 @@ from reengage.state.contacts import chunks
 from reengage.state.db import among
 from reengage.state.schema import consents, contacts, messages, scores, suppressions
 from reengage.suppressions import normalise_address
+from reengage.surveys import paused_until
 
 __all__ = [
     "DEFAULT_MAX_DEFER",
     "LOWER_PRIORITY",
     "NO_ADDRESS",
     "NO_CONSENT",
+    "PAUSED_AFTER_FEEDBACK",
     "PURCHASE_COOLDOWN",
     "QUIET_HOURS",
     "Decision",
@@ -137,6 +140,7 @@ def read_facts(
     marketing = any(r.purpose == "marketing" for r in requests)
     wanted_consents: set[tuple[str, str]] = {(r.channel, r.purpose) for r in requests}
     people: dict[int, dict[str, str | None]] = {}
+    paused: dict[int, datetime] = {}
     granted: dict[int, dict[tuple[str, str], bool]] = defaultdict(dict)
     counted: dict[int, list[Counted]] = defaultdict(list)
     last_order: dict[int, datetime] = {}
@@ -153,8 +157,12 @@ def read_facts(
                 contacts.c.country,
                 contacts.c.timezone,
                 contacts.c.customer_id,
+                contacts.c.attributes,
             ).where(among(conn, contacts.c.id, part))
         ):
+            until = paused_until(row.attributes)
+            if until is not None:
+                paused[row.id] = until
             people[row.id] = {
                 "customer": row.customer_id,
                 "email": normalise_address("email", row.email) if row.email else None,
@@ -187,6 +195,7 @@ def read_facts(
             last_order_at=last_order.get(contact_id),
             messages=tuple(counted.get(contact_id, ())),
             customer=person["customer"] is not None,
+            paused_until=paused.get(contact_id),
         )
         for contact_id, person in people.items()
     }

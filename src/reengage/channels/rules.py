@@ -11,6 +11,8 @@ Rules, in the order they are applied (the first that objects names the reason):
 1. consent for the channel and purpose (absent is not granted)      -> block no_consent
 2. an address on the channel (email, phone; push needs none here)   -> block no_address
 3. the address is not suppressed                                    -> block suppressed:<why>
+3b. marketing only: not while promotions are paused after a negative survey answer
+                                                    -> block paused_after_feedback
 4. marketing only: not within purchase_cooldown_days of an order    -> defer purchase_cooldown
 5. marketing only: frequency caps, channel then all, day then week  -> defer (or block) cap:...
 6. not inside quiet hours, in the contact's wall time               -> defer quiet_hours
@@ -41,6 +43,7 @@ NO_ADDRESS = "no_address"
 QUIET_HOURS = "quiet_hours"
 PURCHASE_COOLDOWN = "purchase_cooldown"
 LOWER_PRIORITY = "lower_priority"
+PAUSED_AFTER_FEEDBACK = "paused_after_feedback"
 
 # the longest a send held back by a frequency cap waits; past it the send is blocked
 DEFAULT_MAX_DEFER = timedelta(days=3)
@@ -55,6 +58,7 @@ _TEXT = {
     QUIET_HOURS: "inside quiet hours in the contact's time zone",
     PURCHASE_COOLDOWN: "the contact ordered recently: promotions wait for the cooldown",
     LOWER_PRIORITY: "made way for a message of higher priority",
+    PAUSED_AFTER_FEEDBACK: "promotions are paused after a negative answer to a survey",
 }
 
 
@@ -149,7 +153,9 @@ class PolicyFacts:
     to the suppression reason of the contact's address on it; `timezone` is the contact's
     IANA zone (None or unknown: the shop's); `messages` are the counted marketing messages
     (sent, sending, queued) around the decision; `customer`: the contact is a customer of
-    the shop (has a customer id), whose own orders are the basis of service email.
+    the shop (has a customer id), whose own orders are the basis of service email;
+    `paused_until`: promotions are paused until then after a negative survey answer
+    (`reengage.surveys`).
     """
 
     consents: Mapping[tuple[str, str], bool] = field(default_factory=dict)
@@ -160,6 +166,7 @@ class PolicyFacts:
     last_order_at: datetime | None = None
     messages: tuple[Counted, ...] = ()
     customer: bool = False
+    paused_until: datetime | None = None
 
     def granted(self, channel: str, purpose: str) -> bool:
         """The current consent; for service email to a customer with no row either way,
@@ -312,7 +319,12 @@ def _blocked(facts: PolicyFacts, request: SendRequest) -> str | None:
     if address_field is not None and not getattr(facts, address_field):
         return NO_ADDRESS
     why = facts.suppressed.get(request.channel)
-    return suppressed(why) if why else None
+    if why:
+        return suppressed(why)
+    paused = facts.paused_until
+    if request.purpose == "marketing" and paused is not None and as_utc(request.when) < paused:
+        return PAUSED_AFTER_FEEDBACK
+    return None
 
 
 def _cooldown_end(

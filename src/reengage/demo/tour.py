@@ -48,7 +48,11 @@ def run_demo(
     seed: int,
     clock: Clock,
     console: Console | None,
+    relational: bool = False,
+    congruence: float | None = None,
 ) -> dict[str, Any]:
+    """The demo; with `relational`, then the relational simulation (demo.relational) on a
+    shop of its own, customers answering with the given congruence effect."""
     from reengage.demo.synth import generate_shop
 
     say = console.print if console else (lambda *_a, **_k: None)
@@ -111,7 +115,19 @@ def run_demo(
             f"Home: {settings.home}. Run the demo again: it adds nothing twice. "
             f"Try `reengage contacts show C0000001` or `reengage contacts export --out c.csv`."
         )
+    found: dict[str, Any] = {}
+    if relational:
+        from reengage.demo.relational import CONGRUENCE_EFFECT, run_relational_demo
+
+        found = run_relational_demo(
+            settings,
+            now=clock.now(),
+            congruence=CONGRUENCE_EFFECT if congruence is None else congruence,
+            seed=seed,
+            console=console,
+        )
     return {
+        **({"relational": found} if relational else {}),
         "home": str(settings.home),
         "shop_end": end.isoformat(),
         "generated": shop_rows,

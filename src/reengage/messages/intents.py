@@ -1,4 +1,4 @@
-"""What a message is for: the seventeen intents, the five copy variants, the fields of copy.
+"""What a message is for: the twenty intents, the five copy variants, the fields of copy.
 
 An intent says *why* we write (a cart left behind, a thank-you, a goodbye); the copy for it is
 written once per behavioural style and language (`copy/<lang>.yaml`). Per intent this module
@@ -19,6 +19,11 @@ fixes what the rest of the system must not guess:
   shop. A missing main product falls back to the first recommendation, then to the shop; a
   missing recommendation falls back to the shop, never to the main product (for `cross_sell`
   that is what they already bought, for `down_sell` what they looked at and left).
+
+Three intents ask a one-click survey (`reengage.surveys`, docs/surveys.md): `check_in` ("how
+is it going?", still a service message), `nps_survey` (0-10) and `winback_survey` ("why did you
+leave?"); their email carries a button per answer. `referral_invite` asks a happy customer to
+share the shop (the `advocacy` journey sends it to promoters).
 
 `newsletter` is the shop's news, sent by a campaign that usually brings its own heading and
 body (copy overrides); its own copy still reads well alone.
@@ -228,6 +233,30 @@ INTENTS: dict[str, Intent] = {
             ("email", "push"),
             "shop",
             "the shop's news to its subscribers: what is new, a few picks for them",
+        ),
+        _intent(
+            "nps_survey",
+            "marketing",
+            (),
+            ("email",),
+            "shop",
+            "how likely they are to recommend the shop: 0 to 10, one click",
+        ),
+        _intent(
+            "winback_survey",
+            "marketing",
+            (),
+            ("email",),
+            "shop",
+            "a customer who left: why? one click per reason (price, quality, delivery, ...)",
+        ),
+        _intent(
+            "referral_invite",
+            "marketing",
+            (),
+            ("email",),
+            "shop",
+            "a happy customer: share the shop with friends and on social media",
         ),
     )
 }

@@ -1,8 +1,8 @@
 """What one claimed outbox row becomes on its channel: the message rendered in its contact's
-language and style, its links signed (click-tracked links, the open pixel, unsubscribe and
-preferences), and the channel's `Outgoing` (MIME headers for email, the plain link and the
-opt-out for SMS, title, body and URL for push). Also the channels a run opens from the
-settings."""
+language and style, its links signed (click-tracked links, the open pixel, unsubscribe,
+preferences and a survey's one-click answers), and the channel's `Outgoing` (MIME headers for
+email, the plain link and the opt-out for SMS, title, body and URL for push). Also the
+channels a run opens from the settings."""
 
 from __future__ import annotations
 
@@ -24,6 +24,7 @@ from reengage.messages.intents import INTENTS
 from reengage.messages.render import Links, Rendered, Renderer
 from reengage.messages.tokens import sign
 from reengage.web.links import is_web_url, open_url, preferences_url, unsubscribe_url
+from reengage.web.survey_links import survey_url
 
 
 @dataclass(frozen=True)
@@ -90,6 +91,7 @@ class Composer:
             preferences=preferences_url(settings, mid, cid),
             cta=str(cta) if cta else None,
             track=track,
+            survey=lambda survey, answer: survey_url(settings, mid, cid, survey, answer),
         )
         rendered = self.renderer.render(
             row.intent,

@@ -34,6 +34,8 @@ from jinja2 import Template as JinjaTemplate
 from reengage.messages.context import Context
 from reengage.messages.copy import Catalogue, Variant
 from reengage.messages.intents import FIELDS, INTENTS, Intent, UnknownName, variant_for
+from reengage.surveys import BY_INTENT, Survey, answer_label
+from reengage.surveys import LABELS as SURVEY_LABELS
 
 HERE = Path(__file__).parent
 
@@ -93,13 +95,16 @@ class Links:
 
     `cta` overrides where the button points (by default the intent's target in the context);
     `track`, when given, wraps every link to the shop (button, products, cart) for click
-    tracking. The unsubscribe and preferences links are used as given.
+    tracking. The unsubscribe and preferences links are used as given. `survey` makes the
+    one-click answer links of a survey intent's email, `survey(survey_id, answer)`; without
+    it (a preview) the answer buttons lead nowhere (`#`).
     """
 
     unsubscribe: str
     preferences: str
     cta: str | None = None
     track: Callable[[str], str] | None = None
+    survey: Callable[[str, str], str] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -332,6 +337,7 @@ class Renderer:
             "show_product": "product" in blocks and context.product is not None,
             "show_recommendations": "recommendations" in blocks and bool(context.products),
             "show_offer": "offer" in blocks and context.offer is not None,
+            "survey": _survey(BY_INTENT.get(intent), language, links),
         }
         if links.track is not None:
             url = links.track(url)
@@ -371,6 +377,24 @@ def _tracked(context: Context, track: Callable[[str], str]) -> dict[str, Any]:
         "product": item(context.product) if context.product is not None else None,
         "products": tuple(item(p) for p in context.products),
     }
+
+
+def _survey(survey: Survey | None, language: str, links: Links) -> dict[str, Any] | None:
+    """The answer buttons of a survey intent's email: a line above them, one button per
+    answer (for NPS, 0 to 10 and what the ends mean)."""
+    if survey is None:
+        return None
+    lang = language if language in SURVEY_LABELS else "en"
+    words = SURVEY_LABELS[lang][survey.id]
+    answers = [
+        {
+            "label": answer_label(lang, survey, answer),
+            "url": links.survey(survey.id, answer) if links.survey is not None else "#",
+        }
+        for answer in survey.answers
+    ]
+    scale = f"{words['low']} · {words['high']}" if survey.numeric else ""
+    return {"id": survey.id, "prompt": words["prompt"], "answers": answers, "scale": scale}
 
 
 def _text_lines(p: Paragraph) -> tuple[str, ...]:

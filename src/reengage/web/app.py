@@ -62,11 +62,12 @@ def create_app(settings: Settings, engine: Engine, clock: Clock) -> Starlette:
     """The web app over this home's state: /healthz and every section's routes."""
     settings.secret()  # links cannot be checked without the key: say so now, not per request
     # imported here: the sections import `web_context` from this module
-    from reengage.web import api, collector, dashboard, hooks, links, shop_hooks
+    from reengage.web import api, collector, dashboard, hooks, links, shop_hooks, survey_links
 
     context = WebContext(settings, engine, clock)
     routes: list[BaseRoute] = [
         Route("/healthz", healthz, methods=["GET"]),
+        *survey_links.routes(),
         *links.routes(),
         *hooks.routes(),
         *shop_hooks.routes(),
@@ -80,6 +81,7 @@ def create_app(settings: Settings, engine: Engine, clock: Clock) -> Starlette:
         async with collector.running(context):
             yield
 
-    app = Starlette(routes=routes, lifespan=lifespan)
+    # the dashboard's signed session cookies and security headers, on its own paths only
+    app = Starlette(routes=routes, lifespan=lifespan, middleware=dashboard.middleware(settings))
     app.state.web = context
     return app

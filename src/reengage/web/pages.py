@@ -1,4 +1,5 @@
-"""The small HTML pages a contact meets from a link: unsubscribe, preferences, a bad link.
+"""The small HTML pages a contact meets from a link: unsubscribe, preferences, a survey
+answer, a bad link.
 
 In English, Italian or French, by the contact's language. Every value that comes from data
 (the shop's name, a first name, a masked address) is escaped; an address is never shown in
@@ -35,6 +36,15 @@ TEXT: dict[str, dict[str, str]] = {
         "save": "Save",
         "saved": "Your preferences are saved.",
         "blocked": "We cannot email this address any more (it bounced or was reported).",
+        "survey_title": "Thank you",
+        "survey_ask_title": "Your answer",
+        "survey_ask": "You chose: {answer}. Send this answer to {shop}?",
+        "survey_send": "Send my answer",
+        "survey_thanks": "Thank you for your answer ({answer}): it helps {shop} do better.",
+        "survey_sorry": "Thank you for telling us ({answer}). We are sorry: someone from {shop} "
+        "will look into it.",
+        "survey_change": "Clicked the wrong answer? Click the right one in the email: the latest "
+        "answer counts.",
         "bad_title": "Link not valid",
         "bad_text": "This link is not valid, was cut short, or is for someone no longer on our "
         "lists. Try copying the whole link from the message.",
@@ -60,6 +70,15 @@ TEXT: dict[str, dict[str, str]] = {
         "save": "Salva",
         "saved": "Le tue preferenze sono salvate.",
         "blocked": "Non possiamo più scrivere a questo indirizzo (è stato respinto o segnalato).",
+        "survey_title": "Grazie",
+        "survey_ask_title": "La tua risposta",
+        "survey_ask": "Hai scelto: {answer}. Vuoi inviare questa risposta a {shop}?",
+        "survey_send": "Invia la mia risposta",
+        "survey_thanks": "Grazie per la tua risposta ({answer}): aiuta {shop} a migliorare.",
+        "survey_sorry": "Grazie per avercelo detto ({answer}). Ci dispiace: qualcuno di {shop} "
+        "se ne occuperà.",
+        "survey_change": "Hai cliccato la risposta sbagliata? Clicca quella giusta nell'email: "
+        "vale l'ultima risposta.",
         "bad_title": "Link non valido",
         "bad_text": "Questo link non è valido, è incompleto o riguarda qualcuno che non è più "
         "nelle nostre liste. Prova a copiare il link intero dal messaggio.",
@@ -85,6 +104,15 @@ TEXT: dict[str, dict[str, str]] = {
         "save": "Enregistrer",
         "saved": "Vos préférences sont enregistrées.",
         "blocked": "Nous ne pouvons plus écrire à cette adresse (rejetée ou signalée).",
+        "survey_title": "Merci",
+        "survey_ask_title": "Votre réponse",
+        "survey_ask": "Vous avez choisi : {answer}. Envoyer cette réponse à {shop} ?",
+        "survey_send": "Envoyer ma réponse",
+        "survey_thanks": "Merci pour votre réponse ({answer}) : elle aide {shop} à s'améliorer.",
+        "survey_sorry": "Merci de nous l'avoir dit ({answer}). Nous en sommes désolés : "
+        "quelqu'un de {shop} va s'en occuper.",
+        "survey_change": "Mauvaise réponse ? Cliquez sur la bonne dans l'e-mail : c'est la "
+        "dernière réponse qui compte.",
         "bad_title": "Lien non valide",
         "bad_text": "Ce lien n'est pas valide, est incomplet ou concerne une personne qui ne "
         "figure plus sur nos listes. Copiez le lien entier depuis le message.",
@@ -204,3 +232,29 @@ def preferences_page(
         f'<p><button type="submit">{_t(lang, "save")}</button></p></form>'
     )
     return _page(lang, TEXT[lang]["prefs_title"], shop, "".join(parts))
+
+
+def survey_page(
+    lang: str,
+    *,
+    shop: str,
+    first_name: str | None,
+    answer: str,
+    action: str,
+    state: Literal["ask", "done"],
+    negative: bool,
+) -> str:
+    """The thank-you for a survey answer, or (state "ask", for a fetch that looked automatic)
+    a button that POSTs the answer."""
+    parts = [_hello(lang, first_name)]
+    if state == "ask":
+        parts.append(
+            f"<p>{_t(lang, 'survey_ask', answer=answer, shop=shop)}</p>"
+            f'<form method="post" action="{escape(action)}">'
+            f'<button type="submit">{_t(lang, "survey_send")}</button></form>'
+        )
+        return _page(lang, TEXT[lang]["survey_ask_title"], shop, "".join(parts))
+    key = "survey_sorry" if negative else "survey_thanks"
+    parts.append(f"<p>{_t(lang, key, answer=answer, shop=shop)}</p>")
+    parts.append(f'<p class="note">{_t(lang, "survey_change")}</p>')
+    return _page(lang, TEXT[lang]["survey_title"], shop, "".join(parts))
