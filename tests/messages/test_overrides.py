@@ -11,9 +11,9 @@ import pytest
 
 from reengage.errors import InputError
 from reengage.messages.copy import Catalogue, CopyError, TemplateError, check_overrides
-from reengage.messages.copy import sample_context as sample
 from reengage.messages.intents import FIELDS
 from reengage.messages.render import Links, Renderer
+from reengage.messages.samples import sample_context as sample
 
 LINKS = Links(unsubscribe="https://r.example/u/T", preferences="https://r.example/p/T")
 WHERE = "campaign copy"

@@ -21,9 +21,10 @@ from reengage.cli import app
 from reengage.config import LANGUAGES, Home
 from reengage.messages import render as rendering
 from reengage.messages.context import Context, Offer
-from reengage.messages.copy import Catalogue, sample_context
+from reengage.messages.copy import Catalogue
 from reengage.messages.intents import INTENTS, VARIANTS
 from reengage.messages.render import Links, Rendered, Renderer, paragraphs
+from reengage.messages.samples import sample_context
 
 LINKS = Links(
     unsubscribe="https://r.example/u/TOKEN-U?x=1&y=2",

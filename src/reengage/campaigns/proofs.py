@@ -15,9 +15,10 @@ from reengage.channels.delivery import Outgoing
 from reengage.clock import Clock
 from reengage.config import Settings
 from reengage.errors import InputError
-from reengage.messages.copy import Catalogue, sample_context
+from reengage.messages.copy import Catalogue
 from reengage.messages.intents import INTENTS, variant_for
 from reengage.messages.render import Links, Rendered, Renderer
+from reengage.messages.samples import sample_context
 
 PREFIX = "[proof]"
 

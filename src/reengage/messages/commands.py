@@ -82,10 +82,11 @@ def preview(
     Without --contact the message is filled with a sample cart, products, order and offer,
     so every block shows. The home's copy overrides (messages/copy/LANG.yaml) apply.
     """
-    from reengage.messages.copy import Catalogue, sample_context
+    from reengage.messages.copy import Catalogue
     from reengage.messages.intents import intent as intent_spec
     from reengage.messages.intents import variant_for
     from reengage.messages.render import Links, Renderer
+    from reengage.messages.samples import sample_context
 
     spec = intent_spec(intent)
     settings = load_settings()

@@ -14,9 +14,10 @@ from starlette.responses import HTMLResponse, Response
 
 from reengage.config import LANGUAGES, Settings
 from reengage.errors import ReengageError
-from reengage.messages.copy import Catalogue, sample_context
+from reengage.messages.copy import Catalogue
 from reengage.messages.intents import INTENTS, VARIANTS
 from reengage.messages.render import Links, Rendered, Renderer
+from reengage.messages.samples import sample_context
 from reengage.web.app import web_context
 from reengage.web.dashboard.auth import login_required
 from reengage.web.dashboard.security import PREVIEW_CSP
