@@ -34,6 +34,8 @@ PAGES = (
     "/dashboard/segments",
     "/dashboard/journeys",
     "/dashboard/messages",
+    "/dashboard/reports",
+    "/dashboard/reports?since=2026-01-01&by=week",
     "/dashboard/contacts",
     "/dashboard/contacts?q=ada",
     "/dashboard/contacts/1",

@@ -1,13 +1,15 @@
 """The dashboard in a real browser (headless Debian Chromium under Playwright), over a small
 synthetic shop put through the demo's own steps: log in through the form, open every page,
-check that every chart was drawn, find a contact and read their timeline, preview a message
-in each style and language. A screenshot of every page lands in ./screenshots.
+check that every chart was drawn, read the reports with their intervals, find a contact and
+read their timeline, preview a message in each style and language. A screenshot of every
+page lands in ./screenshots.
 
 Only SQLite: the pages read through the same queries the other tests run on both backends.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -206,6 +208,38 @@ def test_every_page_opens_with_its_charts_drawn(tab: Tab) -> None:
             assert "Lift" in campaign.inner_text() and "p = " in campaign.inner_text()
             assert campaign.locator("tr.winner").count() == 1
     assert tab.problems == []
+
+
+def test_the_reports_page_shows_the_kpis_and_the_holdouts_with_intervals(tab: Tab) -> None:
+    page = tab.page
+    with page.expect_navigation():
+        page.click("nav >> text=Reports")
+    assert page.inner_text("h1") == "Reports"
+    assert page.inner_text("nav a.current") == "Reports"
+    # the last 30 days to the dashboard's now, by journey
+    assert page.input_value("input[name=until]") == NOW.date().isoformat()
+    assert page.input_value("input[name=since]") == (NOW - timedelta(days=30)).date().isoformat()
+    groups = page.locator("#kpi-table tbody tr td:first-child").all_inner_texts()
+    assert "winback_season" in groups and len(groups) >= 2
+    tab.charts_drawn(1)  # revenue attributed and cost by group
+    assert "not caused revenue" in page.inner_text("#attribution-note")
+    # the fixture's journeys hold people out: at least one has entrants in both arms
+    holdout = page.locator("section.holdout").first
+    text = holdout.inner_text()
+    assert re.search(r"\[\d+\.\d%, \d+\.\d%\]", text), text  # a rate's 95% interval
+    assert re.search(r"Lift in conversion [+-]\d+\.\d pp \(95% interval \[", text), text
+    assert "p = " in text and "Incremental revenue" in text
+    assert holdout.locator("figure.forest").count() == 4
+    assert holdout.locator("svg rect.band").count() >= 5  # both arms twice, the lift
+    page.screenshot(path=str(screenshot_path("dashboard-reports")), full_page=True)
+    # another grouping and period through the form
+    page.select_option("select[name=by]", "week")
+    page.fill("input[name=since]", (NOW - timedelta(days=14)).date().isoformat())
+    with page.expect_navigation():
+        page.click("form.report-form button")
+    weeks = page.locator("#kpi-table tbody tr td:first-child").all_inner_texts()
+    assert weeks and all(re.fullmatch(r"\d{4}-W\d{2}", w) for w in weeks), weeks
+    tab.charts_drawn(1)
 
 
 def test_a_contact_is_found_and_shows_their_timeline(tab: Tab) -> None:

@@ -13,7 +13,7 @@ from pathlib import Path
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from reengage.web.dashboard import auth, contacts, pages, preview
+from reengage.web.dashboard import auth, contacts, pages, preview, reports
 from reengage.web.dashboard.security import middleware
 
 __all__ = ["middleware", "routes"]
@@ -35,6 +35,7 @@ def routes() -> list[BaseRoute]:
                 Route("/segments", pages.segments, methods=["GET"]),
                 Route("/journeys", pages.journeys, methods=["GET"]),
                 Route("/messages", pages.messages, methods=["GET"]),
+                Route("/reports", reports.reports_page, methods=["GET"]),
                 Route("/contacts", contacts.contact_search, methods=["GET"]),
                 Route("/contacts/{contact_id:int}", contacts.contact_page, methods=["GET"]),
                 Route("/preview", preview.preview_page, methods=["GET"]),
