@@ -29,6 +29,20 @@ def extras(home: Home, engine: Engine, shop: object, m: dict[str, int]) -> None:
                 total_spent=90.0,
                 lifecycle="inactive",
                 threshold_days=60.0,
+                clv=80.0,
+                details={},
+            )
+        )
+        conn.execute(  # scored again after the win-back: worth more now
+            scores.insert().values(
+                contact_id=contact("C2"),
+                as_of=day(10),
+                computed_at=day(10),
+                orders=4,
+                total_spent=120.0,
+                lifecycle="reactivated",
+                threshold_days=60.0,
+                clv=120.0,
                 details={},
             )
         )
@@ -85,12 +99,15 @@ def test_kpis_by_journey_match_the_hand_count(home: Home, engine: Engine, tmp_pa
         "conversion_rate": round(3 / 7, 4),
         "reactivation_rate": 1.0,
         "average_order_value": 40.0,
+        "clv_before": 80.0,  # C2, the one recipient scored before and after a message
+        "clv_after": 120.0,
     }
     assert {k: winback[k] for k in expected} == expected
     assert winback["roi"] == pytest.approx((120 - 0.007) / 0.007, rel=1e-3)
     cart = rows["cart"]
     assert (cart["sent"], cart["clicked"], cart["converted"], cart["revenue"]) == (1, 1, 0, 0.0)
     assert cart["message_cost"] == 0.07  # one SMS
+    assert cart["clv_before"] is None  # nobody scored on both sides
 
     by_channel = {r["group"]: r["sent"] for r in kpis(home.settings, engine, PERIOD, by="channel")}
     assert by_channel == {"email": 7, "sms": 1}

@@ -39,6 +39,8 @@ CSV_COLUMNS = (
     "message_cost",
     "cost",
     "roi",
+    "clv_before",
+    "clv_after",
 )
 
 

@@ -86,16 +86,16 @@ def _sent(engine: Engine, period: Period, journey: str | None) -> pa.Table:
     with engine.connect() as conn:
         rows = conn.execute(query).all()
         ids = sorted({r.contact_id for r in rows})
-        stages: dict[int, list[tuple[datetime, str]]] = {}
+        stages: dict[int, list[tuple[datetime, str, float | None]]] = {}
         member: dict[int, list[str]] = {}
         for part in chunks(ids):
             for score in conn.execute(
-                select(scores.c.contact_id, scores.c.as_of, scores.c.lifecycle)
+                select(scores.c.contact_id, scores.c.as_of, scores.c.lifecycle, scores.c.clv)
                 .where(scores.c.contact_id.in_(part))
                 .order_by(scores.c.as_of)
             ):
                 stages.setdefault(score.contact_id, []).append(
-                    (as_utc(score.as_of), score.lifecycle)
+                    (as_utc(score.as_of), score.lifecycle, score.clv)
                 )
             for seg in conn.execute(
                 select(segment_members.c.contact_id, segment_members.c.segment).where(
@@ -106,9 +106,18 @@ def _sent(engine: Engine, period: Period, journey: str | None) -> pa.Table:
 
     def stage_at(contact: int, at: datetime) -> str | None:
         found = None
-        for as_of, stage in stages.get(contact, []):
+        for as_of, stage, _ in stages.get(contact, []):
             if as_of <= at:
                 found = stage
+        return found
+
+    def clv(contact: int, at: datetime, *, after: bool) -> float | None:
+        """The CLV of the latest scoring at or before `at`, or (after) of the latest one
+        since."""
+        found = None
+        for as_of, _, value in stages.get(contact, []):
+            if (as_of > at) == after:
+                found = value
         return found
 
     return pa.table(
@@ -128,6 +137,12 @@ def _sent(engine: Engine, period: Period, journey: str | None) -> pa.Table:
             ),
             "segments": pa.array(
                 [member.get(r.contact_id) or ["(none)"] for r in rows], pa.list_(pa.string())
+            ),
+            "clv_before": pa.array(
+                [clv(r.contact_id, as_utc(r.sent_at), after=False) for r in rows], pa.float64()
+            ),
+            "clv_after": pa.array(
+                [clv(r.contact_id, as_utc(r.sent_at), after=True) for r in rows], pa.float64()
             ),
         }
     )
@@ -250,7 +265,9 @@ def kpis(
                    count(*) FILTER (inactive) AS inactive_recipients,
                    count(*) FILTER (reactivated) AS reactivated,
                    sum(revenue) AS revenue, sum(discount) AS discounts,
-                   sum(cost) AS message_cost
+                   sum(cost) AS message_cost,
+                   avg(clv_before) FILTER (clv_after IS NOT NULL) AS clv_before,
+                   avg(clv_after) FILTER (clv_before IS NOT NULL) AS clv_after
             FROM enriched AS s GROUP BY grp
             """,
             params={"window": window},
@@ -258,7 +275,7 @@ def kpis(
         names = [
             "group", "sent", "delivered", "opened", "machine_opened", "clicked", "converted",
             "orders", "unsubscribed", "complained", "inactive_recipients", "reactivated",
-            "revenue", "discounts", "message_cost",
+            "revenue", "discounts", "message_cost", "clv_before", "clv_after",
         ]  # fmt: skip
     finally:
         con.close()
@@ -273,10 +290,13 @@ def _ratio(a: float, b: float) -> float | None:
 
 def _rates(row: dict[str, Any]) -> dict[str, Any]:
     cost = float(row["message_cost"] or 0) + float(row["discounts"] or 0)
+    for key in ("clv_before", "clv_after"):
+        row[key] = None if row[key] is None else round(float(row[key]), 2)
     revenue = float(row["revenue"] or 0)
     for key in ("revenue", "discounts", "message_cost"):
         row[key] = round(float(row[key] or 0), 2)
-    for key in (k for k, v in row.items() if k != "group" and not isinstance(v, float)):
+    counts = (k for k, v in row.items() if k != "group" and not isinstance(v, float | None))
+    for key in counts:
         row[key] = int(row[key] or 0)
     delivered = row["delivered"]
     row["open_rate"] = _ratio(row["opened"], delivered)
