@@ -23,6 +23,7 @@ BENCHMARKS = {
     "campaign_queue": (["--contacts", "1000000"], ["--contacts", "5000"]),
     "aa_calibration": (["--runs", "1000"], ["--runs", "200"]),
     "bandit": (["--runs", "200"], ["--runs", "20"]),
+    "style_learning_rounds": (["--customers", "3000"], ["--customers", "500", "--rounds", "4"]),
     "collector": (["--seconds", "10"], ["--seconds", "2", "--rounds", "1"]),
     "worker": (
         ["--contacts", "1000000", "--due", "100000"],
