@@ -99,6 +99,17 @@ class Settings(BaseModel):
     }
     attribution_click_days: float = 5.0
     attribution_open_days: float | None = None
+    # retargeting: product feeds, server-side conversion events, messaging apps
+    feed_brand: str | None = None
+    meta_pixel_id: str | None = None
+    meta_test_event_code: str | None = None
+    meta_app_secret: str | None = None
+    meta_verify_token: str | None = None
+    google_ads_conversion_action_id: str | None = None
+    whatsapp_phone_number_id: str | None = None
+    whatsapp_access_token: str | None = None
+    messenger_page_id: str | None = None
+    messenger_page_access_token: str | None = None
     # the share of contacts who get no marketing message at all (measured against everyone)
     global_holdout: float = 0.0
     # what one message costs on each channel, in the shop's currency (ROI in reports)
