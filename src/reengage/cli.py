@@ -395,6 +395,9 @@ def _register_domain_commands() -> None:
     import reengage.messages.offer_commands
     import reengage.messages.outbox_commands
     import reengage.privacy_commands
+    import reengage.retarget.conversion_commands
+    import reengage.retarget.feed_commands
+    import reengage.social.commands
     import reengage.web.commands
     import reengage.web.users_commands  # noqa: F401
 

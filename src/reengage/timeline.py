@@ -18,7 +18,13 @@ from sqlalchemy import Engine, select
 from reengage.clock import as_utc
 from reengage.config import Settings
 from reengage.facts import reader
-from reengage.state.schema import contacts, identities, messages
+from reengage.state.schema import (
+    contacts,
+    conversation_messages,
+    conversations,
+    identities,
+    messages,
+)
 
 Item = dict[str, Any]
 
@@ -96,6 +102,47 @@ def _message_items(engine: Engine, contact_id: int, limit: int) -> list[Item]:
             }
         )
     return items
+
+
+def _conversation_items(engine: Engine, contact_id: int, limit: int) -> list[Item]:
+    """Messages on WhatsApp, Messenger and Instagram, both ways (`social.conversations`)."""
+    m, c = conversation_messages, conversations
+    with engine.connect() as conn:
+        rows = conn.execute(
+            select(
+                m.c.id,
+                m.c.conversation_id,
+                c.c.channel,
+                m.c.direction,
+                m.c.kind,
+                m.c.body,
+                m.c.template,
+                m.c.status,
+                m.c.at,
+            )
+            .join(c, c.c.id == m.c.conversation_id)
+            .where(c.c.contact_id == contact_id)
+            .order_by(m.c.at.desc(), m.c.id.desc())
+            .limit(limit)
+        ).all()
+    return [
+        {
+            "at": as_utc(r.at),
+            "kind": "conversation",
+            "type": f"{r.channel}:{r.direction}",
+            "detail": {
+                "conversation_id": r.conversation_id,
+                "message_id": r.id,
+                "channel": r.channel,
+                "direction": r.direction,
+                "kind": r.kind,
+                "body": r.body,
+                "template": r.template,
+                "status": r.status,
+            },
+        }
+        for r in rows
+    ]
 
 
 def _fact_items(
@@ -180,12 +227,14 @@ def timeline(
     settings: Settings, engine: Engine, contact_id: int, *, limit: int = 200
 ) -> list[Item]:
     """The contact's latest `limit` items, newest first: each {"at", "kind", "type", "detail"}
-    with kind one of event, order, message, message_event. Empty for an unknown contact."""
+    with kind one of event, order, message, message_event, conversation. Empty for an
+    unknown contact."""
     known = _known(engine, contact_id)
     if known is None:
         return []
     customer_id, anonymous = known
     items = _fact_items(settings, customer_id, anonymous, limit)
     items += _message_items(engine, contact_id, limit)
+    items += _conversation_items(engine, contact_id, limit)
     items.sort(key=lambda item: item["at"], reverse=True)
     return items[:limit]

@@ -62,7 +62,17 @@ def create_app(settings: Settings, engine: Engine, clock: Clock) -> Starlette:
     """The web app over this home's state: /healthz and every section's routes."""
     settings.secret()  # links cannot be checked without the key: say so now, not per request
     # imported here: the sections import `web_context` from this module
-    from reengage.web import api, collector, dashboard, hooks, links, shop_hooks, survey_links
+    from reengage.web import (
+        api,
+        collector,
+        dashboard,
+        feeds,
+        hooks,
+        links,
+        shop_hooks,
+        social_hooks,
+        survey_links,
+    )
 
     context = WebContext(settings, engine, clock)
     routes: list[BaseRoute] = [
@@ -70,9 +80,11 @@ def create_app(settings: Settings, engine: Engine, clock: Clock) -> Starlette:
         *survey_links.routes(),
         *links.routes(),
         *hooks.routes(),
+        *social_hooks.routes(),
         *shop_hooks.routes(),
         *collector.routes(),
         *api.routes(),
+        *feeds.routes(),
         *dashboard.routes(),
     ]
 

@@ -12,6 +12,7 @@ from starlette.responses import Response
 
 from reengage.config import Settings
 from reengage.messages.intents import STYLES
+from reengage.retarget.referrals import contact_block
 from reengage.state.contacts import PROFILE
 from reengage.state.schema import CHANNELS, PURPOSES, consents, contacts, messages, scores
 from reengage.timeline import timeline
@@ -139,6 +140,7 @@ def details(settings: Settings, engine: Engine, contact_id: int) -> dict[str, An
         "consent_history": history,
         "messages": sent,
         "timeline": items,
+        "referrals": contact_block(settings, engine, contact_id),
     }
 
 
