@@ -39,6 +39,7 @@ from reengage.ingest import journal
 from reengage.ingest.collected import flusher
 from reengage.ingest.events_in import check_batch, pixel_event
 from reengage.web.app import WebContext, web_context
+from reengage.web.bodies import read_limited
 from reengage.web.links import NO_STORE, PIXEL
 
 log = logging.getLogger(__name__)
@@ -170,17 +171,10 @@ class TooLarge(Exception):
 
 async def _body(request: Request, limit: int) -> bytes:
     """The body, read no further than `limit` bytes (TooLarge past it)."""
-    declared = request.headers.get("content-length")
-    if declared is not None and declared.strip().isdigit() and int(declared) > limit:
+    body = await read_limited(request, limit)
+    if body is None:
         raise TooLarge
-    parts: list[bytes] = []
-    size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise TooLarge
-        parts.append(chunk)
-    return b"".join(parts)
+    return body
 
 
 def _answer(body: dict[str, Any], status: int, headers: dict[str, str]) -> JSONResponse:

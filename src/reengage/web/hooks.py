@@ -50,6 +50,7 @@ from reengage.errors import InputError
 from reengage.state.schema import contacts, messages
 from reengage.suppressions import suppress
 from reengage.web.app import WebContext, web_context
+from reengage.web.bodies import read_limited
 
 log = logging.getLogger(__name__)
 
@@ -215,21 +216,6 @@ async def sms_status(request: Request) -> Response:
 # ---- email: provider notifications -----------------------------------------------------
 
 
-async def _body(request: Request, limit: int) -> bytes | None:
-    """The raw body, or None when it is longer than limit (read no further)."""
-    declared = request.headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > limit:
-        return None
-    chunks: list[bytes] = []
-    size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            return None
-        chunks.append(chunk)
-    return b"".join(chunks)
-
-
 def notifications(body: bytes) -> list[Mapping[str, Any]]:
     """The notifications of a signed body: one JSON object or a list of them. InputError
     names what is wrong (never a value from the body)."""
@@ -293,7 +279,7 @@ async def email_notification(request: Request) -> Response:
     if not secret:
         return _empty(404)
     try:
-        body = await _body(request, MAX_EMAIL_BODY)
+        body = await read_limited(request, MAX_EMAIL_BODY)
     except ClientDisconnect:
         return _empty(400)
     if body is None:

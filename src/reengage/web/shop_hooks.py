@@ -47,6 +47,7 @@ from reengage.ingest.csvfile import RawTable, Rejected, columns_table
 from reengage.ingest.formats import CANONICAL
 from reengage.ingest.importer import ImportSummary, import_table
 from reengage.web.app import WebContext, web_context
+from reengage.web.bodies import read_limited
 
 log = logging.getLogger(__name__)
 
@@ -104,21 +105,6 @@ def _error(message: str, status_code: int) -> JSONResponse:
 
 def _empty(status_code: int) -> Response:
     return Response(status_code=status_code, headers=NO_STORE)
-
-
-async def _body(request: Request, limit: int) -> bytes | None:
-    """The raw body, or None when it is longer than limit (read no further)."""
-    declared = request.headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > limit:
-        return None
-    chunks: list[bytes] = []
-    size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            return None
-        chunks.append(chunk)
-    return b"".join(chunks)
 
 
 def _json_object(body: bytes, what: str) -> Mapping[str, Any]:
@@ -309,7 +295,7 @@ async def shopify_orders(request: Request) -> Response:
     if not secret:
         return _empty(404)
     try:
-        body = await _body(request, MAX_BODY)
+        body = await read_limited(request, MAX_BODY)
     except ClientDisconnect:
         return _empty(400)
     if body is None:
@@ -378,7 +364,7 @@ async def generic_orders(request: Request) -> Response:
     if not secret:
         return _empty(404)
     try:
-        body = await _body(request, MAX_BODY)
+        body = await read_limited(request, MAX_BODY)
     except ClientDisconnect:
         return _empty(400)
     if body is None:

@@ -28,6 +28,7 @@ from starlette.routing import BaseRoute, Route
 from reengage.social import messenger, whatsapp
 from reengage.social.conversations import receive
 from reengage.web.app import web_context
+from reengage.web.bodies import read_limited
 
 log = logging.getLogger(__name__)
 
@@ -67,20 +68,6 @@ async def verify(request: Request) -> Response:
     return PlainTextResponse(params.get("hub.challenge", ""), headers=NO_STORE)
 
 
-async def _body(request: Request) -> bytes | None:
-    declared = request.headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > MAX_BODY:
-        return None
-    chunks: list[bytes] = []
-    size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > MAX_BODY:
-            return None
-        chunks.append(chunk)
-    return b"".join(chunks)
-
-
 async def events(request: Request) -> Response:
     """WhatsApp, Messenger and Instagram events, signed with meta_app_secret."""
     ctx = web_context(request)
@@ -88,7 +75,7 @@ async def events(request: Request) -> Response:
     if not secret:
         return Response(status_code=404, headers=NO_STORE)
     try:
-        body = await _body(request)
+        body = await read_limited(request, MAX_BODY)
     except ClientDisconnect:
         return Response(status_code=400, headers=NO_STORE)
     if body is None:
