@@ -27,11 +27,12 @@ from reengage.campaigns.results import results
 from reengage.campaigns.runner import next_due, tick
 from reengage.clock import FixedClock, as_utc
 from reengage.config import Home
+from reengage.demo.responses import write_orders
 from reengage.facts import reader
-from reengage.facts.kinds import MESSAGE_EVENTS, ORDERS
+from reengage.facts.kinds import MESSAGE_EVENTS
 from reengage.facts.writer import append
 from reengage.messages.dispatch import deliver_due
-from reengage.state.schema import campaign_recipients, contacts, messages, products
+from reengage.state.schema import campaign_recipients, contacts, messages
 
 SEGMENTS = {
     "subscribers": ("Everyone who can be emailed", "can email"),
@@ -248,32 +249,4 @@ def _orders(
     buyers: list[tuple[str, datetime]],
     r: Responses,
 ) -> None:
-    if not buyers:
-        return
-    with engine.connect() as conn:
-        catalogue = [p for (p,) in conn.execute(select(products.c.product_id).limit(200))]
-    lines = []
-    for customer, at in buyers:
-        order = f"SIM-{customer}-{int(at.timestamp())}"
-        lines.append(
-            {
-                "line_id": f"{order}-1",
-                "order_id": order,
-                "customer_id": customer,
-                "ordered_at": at,
-                "product_id": str(rng.choice(catalogue)) if catalogue else None,
-                "quantity": 1,
-                "unit_price": round(float(r.order_value * rng.lognormal(-0.125, 0.5)), 2),
-                "currency": home.settings.currency,
-                "discount": 0.0,
-                "coupon_code": None,
-                "status": "paid",
-            }
-        )
-    schema = pa.schema([f for f in ORDERS.schema if f.name != "ingested_at"])
-    append(
-        home.settings.facts_path,
-        ORDERS,
-        pa.Table.from_pylist(lines, schema=schema),
-        ingested_at=max(at for _, at in buyers),
-    )
+    write_orders(home, engine, rng, buyers, r.order_value)
