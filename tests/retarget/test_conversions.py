@@ -8,6 +8,9 @@ docs/audiences.md documents (the same helpers as the ad audiences)."""
 from __future__ import annotations
 
 import json
+import signal
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -425,3 +428,49 @@ def test_order_received_through_the_webhook_path_is_queued_once(shop: Home, engi
     assert sends[("meta", "order-2001")].status == "queued"
     assert sends[("google", "order-2001")].payload["orderId"] == "2001"
     assert sum(1 for p, e in sends if e == "order-2001") == 2
+
+
+def test_the_worker_queues_and_sends_them_without_being_asked(shop: Home, engine: Engine) -> None:
+    from dataclasses import replace
+
+    from reengage.journeys.runner import work
+
+    clock = FixedClock(NOW)
+    with local_peer(_ok) as meta:
+        settings = _configured(
+            shop.settings, meta.url, "http://unused", google_ads_conversion_action_id=None
+        )
+        home = replace(shop, settings=settings)
+        with own_signals():
+            work(home, engine, clock, once=True)
+            work(home, engine, clock, once=True)  # the second pass sends nothing twice
+    sent = {k for k, r in _sends(engine).items() if r.status == "sent"}
+    assert ("meta", "order-1001") in sent
+    assert len(meta.requests) == 1
+
+
+def test_a_platform_down_never_stops_the_worker(shop: Home, engine: Engine) -> None:
+    from dataclasses import replace
+
+    from reengage.journeys.runner import work
+
+    settings = _configured(
+        shop.settings,
+        "http://127.0.0.1:9",  # nothing listens: every request fails to connect
+        "http://unused",
+        google_ads_conversion_action_id=None,
+    )
+    with own_signals():
+        work(replace(shop, settings=settings), engine, FixedClock(NOW), once=True)
+    assert {r.status for r in _sends(engine).values()} <= {"queued", "skipped"}
+
+
+@contextmanager
+def own_signals() -> Iterator[None]:
+    """`work` installs SIGTERM and SIGINT handlers in the main thread: put pytest's back."""
+    saved = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        yield
+    finally:
+        for s, handler in saved.items():
+            signal.signal(s, handler)

@@ -15,6 +15,7 @@ of one customer within the hour, say).
 
 from __future__ import annotations
 
+import logging
 import signal
 import threading
 from collections.abc import Callable, Mapping
@@ -24,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 import duckdb
+import httpx
 from sqlalchemy import Connection, Engine, func, select
 
 from reengage.audience.segments import refresh_segments
@@ -32,7 +34,7 @@ from reengage.campaigns.runner import tick as campaigns_tick
 from reengage.channels.delivery import Channel
 from reengage.clock import Clock, FixedClock, as_utc
 from reengage.config import Home
-from reengage.errors import InputError
+from reengage.errors import InputError, ReengageError
 from reengage.facts import reader
 from reengage.journeys import enabled_journeys
 from reengage.journeys.advancing import BATCH, Services, Summary, advance
@@ -42,6 +44,8 @@ from reengage.journeys.entries import Firing, firings
 from reengage.journeys.triggers import SegmentTrigger
 from reengage.messages.dispatch import DeliverySummary, deliver_due
 from reengage.state.schema import enrollments, messages, scores
+
+log = logging.getLogger(__name__)
 
 Progress = Callable[[str, int, int], None]
 AHEAD = timedelta(days=1)
@@ -309,6 +313,25 @@ def _following(
     return min(_ceil(min(candidates), step), midnight, until)
 
 
+CONVERSIONS_EVERY = timedelta(minutes=5)
+
+
+def _send_conversions(home: Home, engine: Engine, clock: Clock) -> None:
+    """Queue and send the server-side conversion events of the last days, when a platform is
+    configured. A platform's failure is recorded on its rows and logged; it never stops the
+    worker, and the next pass retries what is still queued."""
+    from reengage.retarget.conversion_platforms import send_conversions
+    from reengage.retarget.conversions import platforms, queue_conversions
+
+    if not platforms(home.settings):
+        return
+    try:
+        queue_conversions(home.settings, engine, None, None, clock)
+        send_conversions(home.settings, engine, clock)
+    except (ReengageError, httpx.HTTPError, OSError) as exc:
+        log.error("conversion events: %s (the next pass tries again)", type(exc).__name__)
+
+
 def work(
     home: Home,
     engine: Engine,
@@ -334,6 +357,7 @@ def work(
             signal.signal(sig, lambda *_: stop.set())
     total = Summary()
     refreshed: datetime | None = None
+    converted: datetime | None = None
     while not stop.is_set():
         now = as_utc(clock.now())
         journeys = enabled_journeys(home)
@@ -355,6 +379,9 @@ def work(
             facts.close()
         if refresh:
             refreshed = now
+        if deliver and (converted is None or now - converted >= CONVERSIONS_EVERY):
+            _send_conversions(home, engine, clock)
+            converted = now
         total.add(done)
         if report:
             report(done, delivered)
