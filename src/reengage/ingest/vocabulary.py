@@ -29,6 +29,8 @@ EVENT_TYPES: dict[str, str] = {
     "support_contact": "the person contacted customer service",
     "identify": "a login, sign-up or email capture: the visitor's anonymous_id with their "
     "customer_id and/or properties.email",
+    "onsite_impression": "an on-site message was shown (properties.placement, properties.variant)",
+    "onsite_click": "an on-site message was clicked (properties.placement, properties.variant)",
 }
 
 SOURCES = ("direct", "search", "social", "email", "ads", "referral", "sms", "push")
