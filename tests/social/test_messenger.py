@@ -22,14 +22,8 @@ from sqlalchemy import Engine, select
 
 from channels.local_peer import local_peer
 from reengage.clock import FixedClock
-from reengage.social.conversations import (
-    WindowClosed,
-    assign,
-    get_conversation,
-    reply,
-    set_status,
-    show,
-)
+from reengage.social.conversations import WindowClosed, get_conversation, reply
+from reengage.social.support import assign, set_status, show
 from reengage.state.schema import contacts
 from reengage.timeline import timeline
 

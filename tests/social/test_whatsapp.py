@@ -32,14 +32,12 @@ from reengage.social.conversations import (
     NoOptIn,
     WindowClosed,
     get_conversation,
-    list_conversations,
     receive,
     reply,
     send_template,
-    set_status,
-    show,
 )
 from reengage.social.kpis import conversation_kpis
+from reengage.social.support import list_conversations, set_status, show
 from reengage.social.whatsapp import WhatsAppCloud
 from reengage.state.schema import contacts, conversation_messages
 from reengage.timeline import timeline

@@ -39,7 +39,7 @@ def conversations_list(
     json_: JsonOption = False,
 ) -> None:
     """Every conversation, most recently active first."""
-    from reengage.social.conversations import list_conversations
+    from reengage.social.support import list_conversations
 
     with opened_state() as (_, engine):
         found = list_conversations(engine, status.value if status else None)
@@ -67,7 +67,7 @@ def conversations_show(
     json_: JsonOption = False,
 ) -> None:
     """A conversation and its messages, oldest first."""
-    from reengage.social.conversations import show
+    from reengage.social.support import show
 
     with opened_state() as (_, engine):
         found = show(engine, conversation_id, state.clock)
@@ -94,7 +94,7 @@ def conversations_assign(
     email: Annotated[str, typer.Argument(help="Who in support takes it.")],
 ) -> None:
     """Give a conversation to someone in support."""
-    from reengage.social.conversations import assign
+    from reengage.social.support import assign
 
     with opened_state() as (_, engine):
         assign(engine, state.clock, conversation_id, email)
@@ -108,7 +108,7 @@ def conversations_status(
     status: Annotated[Status, typer.Argument(help="open, waiting or solved.")],
 ) -> None:
     """Set a conversation's status."""
-    from reengage.social.conversations import set_status
+    from reengage.social.support import set_status
 
     with opened_state() as (_, engine):
         set_status(engine, state.clock, conversation_id, status.value)
