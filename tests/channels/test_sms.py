@@ -74,7 +74,11 @@ def test_gsm_parts_rebuild_the_text_and_fit_their_segments(text: str) -> None:
         assert len(parts) >= math.ceil(units(text) / 153)
 
 
-@given(st.text(max_size=300), st.characters(exclude_characters=_GSM_BASIC + _GSM_EXTENSION))
+# lone surrogates are not text a message can hold (no encoding has them): left out
+@given(
+    st.text(st.characters(exclude_categories=("Cs",)), max_size=300),
+    st.characters(exclude_characters=_GSM_BASIC + _GSM_EXTENSION, exclude_categories=("Cs",)),
+)
 def test_one_character_outside_gsm_makes_the_text_ucs2(text: str, other: str) -> None:
     message = text + other
     enc, parts = split(message)
