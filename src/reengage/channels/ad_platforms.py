@@ -27,6 +27,7 @@ from __future__ import annotations
 import json
 import secrets
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 import httpx
@@ -70,8 +71,19 @@ class AudiencePlatform(Protocol):
     def close(self) -> None: ...
 
 
-def _error(platform: str, response: httpx.Response) -> AudienceSyncError:
-    """An error naming the status and the platform's error code, never the request's data."""
+@dataclass(frozen=True)
+class PlatformError:
+    """What an ad platform's error answer says, read the same way for audiences and for
+    conversion events: the status, the platform's label and code, its message, and whether
+    trying again later may succeed."""
+
+    status: int
+    detail: str  # "INVALID_ARGUMENT 3", "OAuthException 190", or ""
+    message: str
+    temporary: bool
+
+
+def read_error(platform: str, response: httpx.Response) -> PlatformError:
     status = response.status_code
     try:
         error = response.json().get("error") or {}
@@ -84,10 +96,16 @@ def _error(platform: str, response: httpx.Response) -> AudienceSyncError:
     transient = bool(error.get("is_transient")) or code in META_TRANSIENT_CODES
     temporary = status == 429 or status >= 500 or (platform == "meta" and transient)
     detail = " ".join(str(p) for p in (label, code) if p not in (None, ""))
+    return PlatformError(status, detail, str(error.get("message") or ""), temporary)
+
+
+def _error(platform: str, response: httpx.Response) -> AudienceSyncError:
+    """An error naming the status and the platform's error code, never the request's data."""
+    found = read_error(platform, response)
     return AudienceSyncError(
-        f"{platform} answered {status}{(' (' + detail + ')') if detail else ''}"
-        + (": try again later" if temporary else ""),
-        temporary=temporary,
+        f"{platform} answered {found.status}{(' (' + found.detail + ')') if found.detail else ''}"
+        + (": try again later" if found.temporary else ""),
+        temporary=found.temporary,
     )
 
 

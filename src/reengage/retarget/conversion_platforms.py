@@ -37,7 +37,7 @@ from sqlalchemy import Engine, select
 
 from reengage.channels.ad_platforms import (
     GOOGLE_TOKEN_URL,
-    META_TRANSIENT_CODES,
+    read_error,
     refresh_access_token,
 )
 from reengage.channels.audiences import ads_consent
@@ -64,28 +64,13 @@ class SendError(ReengageError):
 
 
 def _error(platform: str, response: httpx.Response) -> SendError:
-    status = response.status_code
-    try:
-        error = response.json().get("error") or {}
-    except (ValueError, AttributeError):
-        error = {}
-    if not isinstance(error, dict):
-        error = {}
-    code = error.get("code")
-    transient = bool(error.get("is_transient")) or (
-        platform == META and code in META_TRANSIENT_CODES
-    )
-    temporary = status == 429 or status >= 500 or transient
-    parts = [
-        str(p) for p in (error.get("status") or error.get("type"), code) if p not in (None, "")
-    ]
-    message = str(error.get("message") or "")[:300]
-    text = f"{platform} answered {status}"
-    if parts:
-        text += f" ({' '.join(parts)})"
-    if message:
-        text += f": {message}"
-    return SendError(text[:REASON_LIMIT], temporary=temporary)
+    found = read_error(platform, response)
+    text = f"{platform} answered {found.status}"
+    if found.detail:
+        text += f" ({found.detail})"
+    if found.message:
+        text += f": {found.message[:300]}"
+    return SendError(text[:REASON_LIMIT], temporary=found.temporary)
 
 
 def _call(client: httpx.Client, platform: str, url: str, **kwargs: Any) -> dict[str, Any]:
