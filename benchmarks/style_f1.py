@@ -71,19 +71,13 @@ def _rounded(scores: StyleReport) -> dict[str, object]:
     }
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--customers", type=int, default=20_000)
-    parser.add_argument("--seed", type=int, default=11)
-    parser.add_argument("--threshold", type=float, default=DEFAULT_THRESHOLD)
-    args = parser.parse_args()
-    if args.seed in CALIBRATION_SEEDS:
-        parser.error(f"seeds {CALIBRATION_SEEDS} were used for calibration: pick another")
-    folder = scratch("style_f1")
+def shop_signals(folder: Path, customers: int, seed: int) -> tuple[dict[str, str], pa.Table, float]:
+    """A fresh shop generated and imported in `folder` (removed after): its customers'
+    hidden styles, their style signals as of its last day, and the seconds those took."""
     shutil.rmtree(folder, ignore_errors=True)
     folder.mkdir(parents=True)
     shop = folder / "shop"
-    files = generate_shop(shop, args.customers, seed=args.seed, end=END)
+    files = generate_shop(shop, customers, seed=seed, end=END)
     facts_path, catalogue = _import(folder, shop)
     styles = pacsv.read_csv(files.styles)
     truth = dict(
@@ -93,27 +87,39 @@ def main() -> None:
             strict=True,
         )
     )
-
     con = reader.connect(facts_path)
     try:
         con.register("products", catalogue)
         facts = ibis.duckdb.from_connection(con)
         as_of = datetime.combine(END, datetime.min.time(), tzinfo=UTC)
-        with timed() as signals_s:
+        with timed() as seconds:
             signals = style_signals(
                 facts.table("orders"), facts.table("events"), as_of, facts.table("products")
             ).to_pyarrow()
-        with timed() as infer_s:
-            out = infer_styles(signals, threshold=args.threshold)
     finally:
         con.close()
+    shutil.rmtree(folder)
+    return truth, signals, seconds()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--customers", type=int, default=20_000)
+    parser.add_argument("--seed", type=int, default=11)
+    parser.add_argument("--threshold", type=float, default=DEFAULT_THRESHOLD)
+    args = parser.parse_args()
+    if args.seed in CALIBRATION_SEEDS:
+        parser.error(f"seeds {CALIBRATION_SEEDS} were used for calibration: pick another")
+    folder = scratch("style_f1")
+    truth, signals, signals_s = shop_signals(folder, args.customers, args.seed)
+    with timed() as infer_s:
+        out = infer_styles(signals, threshold=args.threshold)
     predicted = dict(
         zip(out.column("customer_id").to_pylist(), out.column("style").to_pylist(), strict=True)
     )
     ours = style_report(truth, predicted)
     majority = Counter(truth.values()).most_common(1)[0][0]
     baseline = style_report(truth, dict.fromkeys(truth, majority))
-    shutil.rmtree(folder)
     report(
         "style_f1",
         {
@@ -132,7 +138,7 @@ def main() -> None:
                 "style": majority,
                 "macro_f1": round(baseline["macro_f1"], 4),
             },
-            "signals_s": round(signals_s(), 1),
+            "signals_s": round(signals_s, 1),
             "infer_s": round(infer_s(), 2),
         },
     )

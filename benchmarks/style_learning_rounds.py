@@ -17,26 +17,19 @@ SIMULATION, of the learning rule, not of people; the full pipeline through the o
 from __future__ import annotations
 
 import argparse
-import shutil
-from datetime import UTC, datetime
 
-import ibis
 import numpy as np
-import pyarrow.csv as pacsv
 
 from benchmarks.common import report, scratch
-from benchmarks.style_f1 import CALIBRATION_SEEDS, END, _import
+from benchmarks.style_f1 import CALIBRATION_SEEDS, shop_signals
 from reengage.analytics.styles import (
     DEFAULT_THRESHOLD,
     STYLES,
     infer_styles,
     style_report,
-    style_signals,
     update_with_response,
 )
 from reengage.demo.responses import CONGRUENCE_EFFECT, ResponseModel, draw
-from reengage.demo.synth import generate_shop
-from reengage.facts import reader
 
 
 def labels(probs: np.ndarray, threshold: float) -> list[str]:
@@ -54,31 +47,8 @@ def main() -> None:
     args = parser.parse_args()
     if args.seed in CALIBRATION_SEEDS:
         parser.error(f"seeds {CALIBRATION_SEEDS} were used for calibration: pick another")
-    folder = scratch("style_learning_rounds")
-    shutil.rmtree(folder, ignore_errors=True)
-    folder.mkdir(parents=True)
-    files = generate_shop(folder / "shop", args.customers, seed=args.seed, end=END)
-    facts_path, catalogue = _import(folder, folder / "shop")
-    hidden = pacsv.read_csv(files.styles)
-    truth = dict(
-        zip(
-            hidden.column("customer_id").to_pylist(),
-            hidden.column("style").to_pylist(),
-            strict=True,
-        )
-    )
-    con = reader.connect(facts_path)
-    try:
-        con.register("products", catalogue)
-        facts = ibis.duckdb.from_connection(con)
-        as_of = datetime.combine(END, datetime.min.time(), tzinfo=UTC)
-        signals = style_signals(
-            facts.table("orders"), facts.table("events"), as_of, facts.table("products")
-        ).to_pyarrow()
-        inferred = infer_styles(signals)
-    finally:
-        con.close()
-    shutil.rmtree(folder)
+    truth, signals, _ = shop_signals(scratch("style_learning_rounds"), args.customers, args.seed)
+    inferred = infer_styles(signals)
 
     ids = inferred.column("customer_id").to_pylist()
     probs = np.column_stack([inferred.column(f"p_{s}").to_numpy() for s in STYLES])
