@@ -171,3 +171,27 @@ def test_calibration_holdout_report_on_cdnow(cli: CliRunner, home: Home, tmp_pat
     assert 0.8 < report["total_predicted"] / report["total_actual"] < 1.0
     assert Path(report["chart"]).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert Path(report["table"]).read_text().startswith('"frequency","customers"')
+
+
+def test_a_crm_style_on_the_contact_wins(cli: CliRunner, shop: Home, engine: Engine) -> None:
+    """attributes.style, set by a CRM sync or a journey's update step, is read by the
+    database (a JSON field): only a non-empty text counts."""
+    from sqlalchemy import update
+
+    from reengage.state.schema import contacts
+
+    with engine.begin() as conn:
+        for customer_id, attributes in (
+            ("A", {"style": "nurturer", "tier": "gold"}),
+            ("D", {"style": ""}),
+        ):
+            conn.execute(
+                update(contacts)
+                .where(contacts.c.customer_id == customer_id)
+                .values(attributes=attributes)
+            )
+    score(cli, "2026-04-01")
+    a = json.loads(cli.invoke(app, ["contacts", "show", "A", "--json"]).stdout)["scores"]
+    assert (a["style"], a["style_source"]) == ("nurturer", "crm")
+    d = json.loads(cli.invoke(app, ["contacts", "show", "D", "--json"]).stdout)["scores"]
+    assert d["style_source"] != "crm"

@@ -14,6 +14,7 @@ from typing import Any
 import ibis.expr.types as ir
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 from threadpoolctl import threadpool_limits
 
 from reengage.analytics.btyd import BGNBD, GammaGamma, clv, fit_bgnbd, fit_gamma_gamma
@@ -61,32 +62,25 @@ def fit(orders: ir.Table, as_of: datetime, unit: str = "week") -> Fitted:
     return fit_purchases(purchases(orders, as_of), unit)
 
 
-def summarize(bought: Purchases, unit: str = "week") -> RFMSummary:
+def summarize(
+    bought: Purchases, unit: str = "week", *, features: pa.Table | None = None
+) -> RFMSummary:
     """Each customer's (x, t_x, T, m) from their purchase days, computed by the engine: the
-    numbers rfm_summary (and lifetimes) give, without carrying the orders into Python."""
+    numbers rfm_summary (and lifetimes) give, without carrying the orders into Python.
+
+    `features`, when given, is purchase_features(bought) already computed: it holds every
+    number the summary needs, so the purchase days are not read again.
+    """
     if unit not in UNITS:
         raise InputError(f"--time-unit {unit!r}: use day or week")
-    d = bought.days
-    day = (d.at.epoch_seconds() // 86400).cast("int64")
-    # the summary counts whole days up to and including its as_of day: the day before as_of
-    last_day = (bought.as_of - timedelta(microseconds=1)).date()
-    end = (last_day - date(1970, 1, 1)).days
-    t = (
-        d.mutate(daynum=day)
-        .group_by("customer_id")
-        .aggregate(
-            n=lambda t: t.count(),
-            first=lambda t: t.daynum.min(),
-            last=lambda t: t.daynum.max(),
-            total=lambda t: t.value.sum(),
-            first_value=lambda t: t.value.argmin(t.daynum),
-        )
-        .to_pyarrow()
-    )
+    t = _per_customer(bought) if features is None else _per_customer_of(features)
     if t.num_rows == 0:
         raise InputError(
             f"no orders before {bought.as_of.isoformat()}: nothing to fit the models to"
         )
+    # the summary counts whole days up to and including its as_of day: the day before as_of
+    last_day = (bought.as_of - timedelta(microseconds=1)).date()
+    end = (last_day - date(1970, 1, 1)).days
     n = t.column("n").to_numpy().astype(np.float64)
     first = t.column("first").to_numpy()
     x = n - 1.0
@@ -101,9 +95,51 @@ def summarize(bought: Purchases, unit: str = "week") -> RFMSummary:
     )
 
 
-def fit_purchases(bought: Purchases, unit: str = "week") -> Fitted:
-    """fit() on purchases already made (and perhaps cached) by the caller."""
-    summary = summarize(bought, unit)
+def _per_customer(bought: Purchases) -> pa.Table:
+    """customer_id, n (purchase days), first and last (day numbers), total and first_value."""
+    d = bought.days
+    day = (d.at.epoch_seconds() // 86400).cast("int64")
+    return (
+        d.mutate(daynum=day)
+        .group_by("customer_id")
+        .aggregate(
+            n=lambda t: t.count(),
+            first=lambda t: t.daynum.min(),
+            last=lambda t: t.daynum.max(),
+            total=lambda t: t.value.sum(),
+            first_value=lambda t: t.value.argmin(t.daynum),
+        )
+        .to_pyarrow()
+    )
+
+
+def _per_customer_of(features: pa.Table) -> pa.Table:
+    """_per_customer's columns, taken from purchase_features' rows of buyers."""
+    bought = features.filter(pc.greater(pc.fill_null(features.column("purchase_days"), 0), 0))
+
+    def day(name: str) -> pa.Array:
+        column = bought.column(name)
+        micros = pc.cast(pc.cast(column, pa.timestamp("us", tz=column.type.tz)), pa.int64())
+        return pc.floor(pc.divide(pc.cast(micros, pa.float64()), 86_400_000_000.0)).cast(pa.int64())
+
+    return pa.table(
+        {
+            "customer_id": bought.column("customer_id"),
+            "n": bought.column("purchase_days"),
+            "first": day("first_order_at"),
+            "last": day("last_order_at"),
+            "total": bought.column("total_spent"),
+            "first_value": bought.column("first_purchase_value"),
+        }
+    )
+
+
+def fit_purchases(
+    bought: Purchases, unit: str = "week", *, features: pa.Table | None = None
+) -> Fitted:
+    """fit() on purchases already made (and perhaps cached) by the caller, and perhaps their
+    purchase_features (see summarize)."""
+    summary = summarize(bought, unit, features=features)
     # L-BFGS-B on four parameters crawls when a threaded BLAS competes for a busy machine
     # (scipy issue 22438): one thread is faster here
     with threadpool_limits(limits=1):
