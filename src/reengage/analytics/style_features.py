@@ -350,6 +350,17 @@ def _deliberation(od: ir.Table, ev: ir.Table) -> ir.Table:
     The mean, not the median: most purchases are decided within the visit that ends in them,
     and what sets deliberate buyers apart is the share that took days.
     """
+    # The first look at each product in each visit: far fewer rows to join than the events.
+    looks = ev.group_by(["customer_id", "product_id", "session_key"]).aggregate(
+        look_s=_seconds(_only(ev.is_look, ev.occurred_at).min())
+    )
+    looks = looks.filter(looks.look_s.notnull()).select(
+        look_customer=looks.customer_id, look_product=looks.product_id, look_s=looks.look_s
+    )
+    # only the products a customer looked at can have been deliberated: the others are left
+    # out before the window, which would otherwise sort every order line of the shop
+    looked = looks.select(customer_id=looks.look_customer, product_id=looks.look_product)
+    od = od.semi_join(looked.distinct(), ["customer_id", "product_id"])
     lines = od.group_by(["customer_id", "product_id", "order_id"]).aggregate(
         bought_at=od.ordered_at.min()
     )
@@ -359,13 +370,6 @@ def _deliberation(od: ir.Table, ev: ir.Table) -> ir.Table:
     lines = lines.mutate(
         bought_s=_seconds(lines.bought_at),
         previous_s=_seconds(previous).fill_null(0),
-    )
-    # The first look at each product in each visit: far fewer rows to join than the events.
-    looks = ev.group_by(["customer_id", "product_id", "session_key"]).aggregate(
-        look_s=_seconds(_only(ev.is_look, ev.occurred_at).min())
-    )
-    looks = looks.filter(looks.look_s.notnull()).select(
-        look_customer=looks.customer_id, look_product=looks.product_id, look_s=looks.look_s
     )
     joined = lines.inner_join(
         looks,
