@@ -36,6 +36,8 @@ def test_env_wins_over_the_file(tmp_path: Path) -> None:
         ('currency = "euro"', {}, "[currency]: currency must be a 3-letter"),
         ('colour = "blue"', {}, "unknown setting 'colour'"),
         ("timezone = ", {}, "not valid TOML"),
+        ("scoring_memory_mb = 100", {}, "[scoring_memory_mb]: must be at least 256"),
+        ("", {"REENGAGE_SCORING_MEMORY_MB": "lots"}, "REENGAGE_SCORING_MEMORY_MB"),
     ],
 )
 def test_bad_values_name_where_and_what(

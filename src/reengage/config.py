@@ -38,6 +38,7 @@ class Settings(BaseModel):
     currency: str = "EUR"
     inactivity_days: float | None = None
     inactivity_days_by_category: dict[str, float] = {}
+    scoring_memory_mb: int = 2048
     language: str = "en"
     shop_name: str = "Our shop"
     public_url: str = "http://127.0.0.1:8420"
@@ -318,6 +319,13 @@ class Settings(BaseModel):
         if len(value) != 3 or not value.isalpha():
             raise ValueError(f"currency must be a 3-letter ISO 4217 code, not {value!r}")
         return value.upper()
+
+    @field_validator("scoring_memory_mb")
+    @classmethod
+    def _scoring_memory(cls, value: int) -> int:
+        if value < 256:
+            raise ValueError("must be at least 256 (megabytes)")
+        return value
 
     @field_validator("inactivity_days")
     @classmethod
