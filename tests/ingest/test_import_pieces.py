@@ -21,14 +21,26 @@ from reengage.state.db import engine_for
 CLOCK = FixedClock.parse("2026-11-01T00:00:00Z")
 HEADER = ["event_id", "customer_id", "type", "occurred_at", "properties"]
 
+TIMES = ["2026-01-01T10:00:00Z", "2026-01-02 11:00", "not a date"]
+
+
+def with_its_time(event: tuple) -> list[str]:
+    """The row, its time set by its id. A source's id names one event at one time: the store
+    looks ids up day by day, so an id sent again with a time on another day in a later piece
+    or file is stored again (docs/formats.md), which is not what this property is about."""
+    n, customer, kind, bad_time, properties = event
+    time = "not a date" if bad_time else TIMES[n % 2]
+    return [f"e{n}", customer, kind, time, properties]
+
+
 row = st.one_of(
     st.tuples(
-        st.integers(0, 30).map(lambda i: f"e{i}"),
+        st.integers(0, 30),
         st.sampled_from(["C1", "C2", ""]),
         st.sampled_from(["page_view", "search", "teleport"]),
-        st.sampled_from(["2026-01-01T10:00:00Z", "2026-01-02 11:00", "not a date"]),
+        st.booleans(),  # a time that is no date
         st.sampled_from(["", '{"q": "a, \\"b\\""}', '{"note": "two\\nlines"}', "{bad"]),
-    ).map(list),
+    ).map(with_its_time),
     st.just(["e99", "C1"]),  # too few fields
 )
 
