@@ -46,6 +46,14 @@ def best_of(runs: int, work: Callable[[], Any]) -> float:
 
 
 def peak_rss_mib() -> float:
+    """This process's peak resident memory. Linux's VmHWM first: ru_maxrss carries over the
+    peak of a parent across fork and exec, so a benchmark's child would report its parent's."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
