@@ -6,12 +6,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
 
 import duckdb
 import ibis
 import pyarrow as pa
-import pyarrow.compute as pc
 from sqlalchemy import Engine, select
 
 from reengage.analytics.features import Purchases, customer_features, purchase_gaps, purchases
@@ -23,7 +21,7 @@ from reengage.clock import Clock, as_utc
 from reengage.config import Home
 from reengage.errors import InputError
 from reengage.facts import reader
-from reengage.state.db import bulk_insert_columns
+from reengage.state.db import SQLITE_INSTANT, arrow_values, bulk_insert_columns
 from reengage.state.schema import contacts, products, scores
 
 Progress = Callable[[str, int, int], None]
@@ -166,10 +164,6 @@ def _with_every_contact(engine: Engine, seen: pa.Table) -> pa.Table:
         con.close()
 
 
-#: how SQLAlchemy's SQLite dialect writes a UTC instant (db._lite_column does the same)
-SQLITE_INSTANT = "%Y-%m-%d %H:%M:%S.%f"
-
-
 def _stored_rows(
     table: pa.Table, ids: pa.Table, as_of: datetime, now: datetime, *, sqlite: bool = False
 ) -> pa.Table:
@@ -228,19 +222,6 @@ def _stored_rows(
         con.close()
 
 
-def _python_values(column: pa.Array) -> list[Any]:
-    """The column as Python values for the driver. Numbers go through numpy, several times
-    faster than Arrow's to_pylist on a million rows; missing ones stay None."""
-    kind = column.type
-    if not (pa.types.is_integer(kind) or pa.types.is_floating(kind)):
-        return column.to_pylist()
-    if not column.null_count:
-        return column.to_numpy().astype(object).tolist()
-    values = pc.fill_null(column, 0).to_numpy().astype(object)
-    values[column.is_null().to_numpy(zero_copy_only=False)] = None
-    return values.tolist()
-
-
 def score(
     home: Home,
     engine: Engine,
@@ -269,8 +250,8 @@ def score(
         conn.execute(scores.delete().where(scores.c.as_of == as_of))
         done = 0
         for batch in rows.to_batches(max_chunksize=50_000):
-            data = {name: _python_values(batch.column(name)) for name in batch.schema.names}
-            # the engine's instants are aware UTC datetimes already; as_of and now are ours
+            # instants are SQLite's text already there, aware UTC datetimes elsewhere
+            data = {name: arrow_values(batch.column(name)) for name in batch.schema.names}
             bulk_insert_columns(conn, scores, data)
             done += batch.num_rows
             if progress:
